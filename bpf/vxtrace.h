@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The kernel/user ABI of vxtrace. Go types are generated from this file by
+ * bpf2go (-type ...); tracer/layout_test.go fails if their layout drifts. */
+#ifndef VXTRACE_H
+#define VXTRACE_H
+
+#define VX_MAX_VXLAN_PORTS 4
+/* Bytes of headers copied out of a packet for parsing. Outer Ethernet + VLAN +
+ * IPv6 + UDP + VXLAN + inner Ethernet + IPv6 + TCP fit in 152 bytes. */
+#define VX_SNAP_LEN 192
+
+enum vx_hook {
+	VX_HOOK_RX = 1,		/* tracepoint netif_receive_skb: a device received it */
+	VX_HOOK_TX = 2,		/* tracepoint net_dev_start_xmit: a device sends it */
+	VX_HOOK_DROP = 3,	/* tracepoint kfree_skb: the kernel dropped it */
+	VX_HOOK_CONSUME = 4,	/* tracepoint consume_skb: freed after normal use */
+	VX_HOOK_TC_INGRESS = 5, /* TC ingress on a hop interface */
+	VX_HOOK_TC_EGRESS = 6,	/* TC egress on a hop interface */
+	VX_HOOK_BR_FORWARD = 7, /* optional fentry/kprobe on br_forward */
+};
+
+enum vx_event_flags {
+	VX_F_ENCAP = 1 << 0,	 /* VXLAN outer headers present at this hop */
+	VX_F_PARSED = 1 << 1,	 /* headers were parsed at this hop */
+	VX_F_NEW = 1 << 2,	 /* first sighting of this skb by the tracer */
+	VX_F_TRUNCATED = 1 << 3, /* headers ended before the L4 header */
+	VX_F_FRAGMENT = 1 << 4,	 /* inner IPv4 fragment: no L4 header */
+};
+
+/* Index of struct vx_stats counters in the per-CPU "stats" array. */
+enum vx_stat {
+	VX_STAT_EVENTS = 0,	 /* events written to the ring */
+	VX_STAT_LOST = 1,	 /* ring reserve failures: events lost in the kernel */
+	VX_STAT_TRACK_FULL = 2,	 /* tracked-skb map insert failures */
+	VX_STAT_STALE = 3,	 /* tracked entries found reused by another packet */
+	VX_STAT_MAX = 4,
+};
+
+struct vx_tuple {
+	__u8 saddr[16]; /* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__u16 sport; /* TCP/UDP port; ICMP echo: identifier */
+	__u16 dport; /* TCP/UDP port; ICMP echo: sequence */
+	__u8 proto;
+	__u8 family;  /* 4, 6, or 0 when no IP header was parsed */
+	__u8 l4_info; /* TCP flags, or ICMP type */
+	__u8 pad;
+};
+
+struct vx_event {
+	__u64 ts;	/* bpf_ktime_get_ns */
+	__u64 skb;	/* kernel address: correlates one node's events only */
+	__u64 fp;	/* packet fingerprint, the same on every node */
+	__u64 location; /* drops: kernel address that freed the skb */
+	__u32 netns;	/* network namespace inode of the device */
+	__u32 ifindex;
+	__u32 len; /* skb->len at this hop */
+	__u32 reason;
+	__u32 vni; /* valid with VX_F_ENCAP */
+	__u16 ip_id;
+	__u8 hook;
+	__u8 flags;
+	struct vx_tuple inner; /* the overlay packet (or the only one) */
+	struct vx_tuple outer; /* the VTEP headers, with VX_F_ENCAP */
+};
+
+struct vx_cidr {
+	__u8 addr[16];
+	__u8 prefixlen;
+	__u8 family; /* 0: any address */
+	__u8 pad[2];
+};
+
+struct vx_config {
+	struct vx_cidr src;	  /* inner (or only) source */
+	struct vx_cidr dst;	  /* inner (or only) destination */
+	struct vx_cidr outer_src; /* VTEP source, encapsulated packets only */
+	struct vx_cidr outer_dst;
+	__u64 track_ttl_ns;	  /* a tracked skb unseen this long is forgotten */
+	__u32 vni;
+	__u32 wakeup_bytes; /* wake the reader once this much is queued */
+	__u16 vxlan_ports[VX_MAX_VXLAN_PORTS];
+	__u16 port; /* inner sport or dport; 0: any */
+	__u8 proto; /* inner L4 protocol; 0: any */
+	__u8 has_vni;
+	__u8 filter_netns; /* only namespaces in the netns_filter map */
+	__u8 tc_events;	   /* TC programs emit events, not only counts */
+	__u8 pad[2];
+};
+
+struct vx_hop_key {
+	__u32 netns;
+	__u32 ifindex;
+};
+
+/* Per-hop counters. The rx/tx/drop fields count packets that match the
+ * filter (from the tracepoints); the tc_* fields count every packet that
+ * crossed a TC hook, matching or not. */
+struct vx_hop_stats {
+	__u64 rx;
+	__u64 tx;
+	__u64 drops;
+	__u64 bytes;
+	__u64 tc_in;
+	__u64 tc_out;
+	__u64 tc_overlay; /* VXLAN-encapsulated packets seen by TC */
+	__u64 tc_bytes;
+};
+
+struct vx_drop_key {
+	__u32 netns;
+	__u32 ifindex;
+	__u32 reason;
+	__u32 pad;
+};
+
+struct vx_track {
+	__u64 fp;
+	__u64 ts;
+	__u32 netns; /* last hop that saw it */
+	__u32 ifindex;
+};
+
+#endif

@@ -1,0 +1,132 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Hook says where in the kernel an event was seen. Keep in sync with enum
+// vx_hook in bpf/vxtrace.h.
+type Hook uint8
+
+const (
+	HookRx        Hook = 1 // a device received the packet (netif_receive_skb)
+	HookTx        Hook = 2 // a device is sending the packet (net_dev_start_xmit)
+	HookDrop      Hook = 3 // the kernel freed it as dropped (kfree_skb)
+	HookConsume   Hook = 4 // the kernel freed it after normal use (consume_skb)
+	HookTCIngress Hook = 5
+	HookTCEgress  Hook = 6
+	HookBrForward Hook = 7 // a bridge forwarded it (optional fentry/kprobe)
+)
+
+func (h Hook) String() string {
+	switch h {
+	case HookRx:
+		return "rx"
+	case HookTx:
+		return "tx"
+	case HookDrop:
+		return "drop"
+	case HookConsume:
+		return "consume"
+	case HookTCIngress:
+		return "tc_in"
+	case HookTCEgress:
+		return "tc_out"
+	case HookBrForward:
+		return "fwd"
+	}
+	return fmt.Sprintf("hook%d", uint8(h))
+}
+
+// Event flags. Keep in sync with enum vx_event_flags in bpf/vxtrace.h.
+const (
+	FlagEncap     = 1 << 0
+	FlagParsed    = 1 << 1
+	FlagNew       = 1 << 2
+	FlagTruncated = 1 << 3
+	FlagFragment  = 1 << 4
+)
+
+// Tuple is one IP header and its L4 ports, as parsed in the kernel.
+type Tuple struct {
+	Family uint8 // 4, 6, or 0 when no IP header was parsed
+	Proto  uint8
+	L4Info uint8 // TCP flags, or ICMP type
+	Src    netip.Addr
+	Dst    netip.Addr
+	Sport  uint16 // ICMP echo: identifier
+	Dport  uint16 // ICMP echo: sequence
+}
+
+// Event is one sighting of a tracked packet at one hook. It is the decoded
+// form of struct vx_event; the generated type stays private to this package.
+type Event struct {
+	Time     uint64 // CLOCK_MONOTONIC ns (bpf_ktime_get_ns)
+	Skb      uint64
+	FP       uint64 // fingerprint: the same packet has the same FP on every node
+	Location uint64 // drops: the kernel address that freed the skb
+	NetNS    uint32
+	Ifindex  uint32
+	Len      uint32
+	Reason   uint32
+	VNI      uint32
+	IPID     uint16
+	Hook     Hook
+	Flags    uint8
+	Inner    Tuple
+	Outer    Tuple // set when Encap()
+}
+
+// Encap reports whether the packet carried VXLAN outer headers at this hop.
+func (e *Event) Encap() bool { return e.Flags&FlagEncap != 0 }
+
+// EventSize is sizeof(struct vx_event).
+const EventSize = 136
+
+var errShortEvent = errors.New("short event record")
+
+// DecodeEvent fills e from a raw ring-buffer record. It does not allocate:
+// the reader calls it once per event on the hot path.
+func DecodeEvent(b []byte, e *Event) error {
+	if len(b) < EventSize {
+		return errShortEvent
+	}
+	le := binary.LittleEndian
+	e.Time = le.Uint64(b[0:])
+	e.Skb = le.Uint64(b[8:])
+	e.FP = le.Uint64(b[16:])
+	e.Location = le.Uint64(b[24:])
+	e.NetNS = le.Uint32(b[32:])
+	e.Ifindex = le.Uint32(b[36:])
+	e.Len = le.Uint32(b[40:])
+	e.Reason = le.Uint32(b[44:])
+	e.VNI = le.Uint32(b[48:])
+	e.IPID = le.Uint16(b[52:])
+	e.Hook = Hook(b[54])
+	e.Flags = b[55]
+	decodeTuple(b[56:96], &e.Inner)
+	decodeTuple(b[96:136], &e.Outer)
+	return nil
+}
+
+func decodeTuple(b []byte, t *Tuple) {
+	le := binary.LittleEndian
+	t.Sport = le.Uint16(b[32:])
+	t.Dport = le.Uint16(b[34:])
+	t.Proto = b[36]
+	t.Family = b[37]
+	t.L4Info = b[38]
+	switch t.Family {
+	case 4:
+		t.Src = netip.AddrFrom4([4]byte(b[0:4]))
+		t.Dst = netip.AddrFrom4([4]byte(b[16:20]))
+	case 6:
+		t.Src = netip.AddrFrom16([16]byte(b[0:16]))
+		t.Dst = netip.AddrFrom16([16]byte(b[16:32]))
+	default:
+		t.Src, t.Dst = netip.Addr{}, netip.Addr{}
+	}
+}
