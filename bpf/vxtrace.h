@@ -6,8 +6,9 @@
 
 #define VX_MAX_VXLAN_PORTS 4
 /* Bytes of headers copied out of a packet for parsing. Outer Ethernet + VLAN +
- * IPv6 + UDP + VXLAN + inner Ethernet + IPv6 + TCP fit in 152 bytes. */
-#define VX_SNAP_LEN 192
+ * IPv6 + UDP + VXLAN + inner Ethernet + IPv6 + TCP fit in 152 bytes; a power
+ * of two lets the parser bound offsets with a mask. */
+#define VX_SNAP_LEN 256
 
 enum vx_hook {
 	VX_HOOK_RX = 1,		/* tracepoint netif_receive_skb: a device received it */

@@ -1,0 +1,489 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//go:build ignore
+
+/* vxtrace: follows overlay packets across devices and namespaces.
+ *
+ * Tracepoints (tp_btf, or raw_tp where BTF tracepoints are refused) see every
+ * device transition and every free of an skb in every namespace. A packet that
+ * matches the filter is remembered by its skb address, so it stays followed
+ * after encapsulation, decapsulation and namespace crossings, and its drop is
+ * attributed even when its headers no longer match. TC programs on the hop
+ * interfaces count every packet per hop. Nothing here writes to a packet or
+ * its mark: the programs only read and return "continue". */
+
+#include "vmlinux.h"
+#include "bpf/bpf_helpers.h"
+#include "bpf/bpf_core_read.h"
+#include "bpf/bpf_tracing.h"
+#include "bpf/bpf_endian.h"
+#include "vxtrace.h"
+#include "parse.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+#define ARPHRD_ETHER_ 1
+#define ARPHRD_LOOPBACK_ 772
+#define TC_CONTINUE -1 /* TCX_NEXT for tcx, TC_ACT_UNSPEC for cls_bpf */
+#define HDR_UNSET 0xffff
+
+volatile const struct vx_config cfg = {};
+
+/* Anchors so that bpf2go can generate Go types for structs that only reach
+ * user space as ring-buffer bytes or map keys. */
+const struct vx_event *unused_event __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+/* skb address -> packet identity. LRU because frees that fire no tracepoint
+ * (GRO merges, some TCP paths) would otherwise leak entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct vx_track);
+} tracked SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} netns_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct vx_hop_key);
+	__type(value, struct vx_hop_stats);
+} hop_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct vx_drop_key);
+	__type(value, __u64);
+} drop_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VX_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct scratch {
+	__u8 buf[VX_BUF_LEN];
+};
+
+/* Packet headers are copied here, not to the 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline struct vx_hop_stats *hop_counters(__u32 netns,
+							 __u32 ifindex)
+{
+	struct vx_hop_key k = {.netns = netns, .ifindex = ifindex};
+	struct vx_hop_stats *s = bpf_map_lookup_elem(&hop_stats, &k);
+	if (s)
+		return s;
+	struct vx_hop_stats zero = {};
+	bpf_map_update_elem(&hop_stats, &k, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&hop_stats, &k);
+}
+
+static __always_inline int netns_allowed(__u32 netns)
+{
+	if (!cfg.filter_netns)
+		return 1;
+	return bpf_map_lookup_elem(&netns_filter, &netns) != NULL;
+}
+
+/* A low byte threshold would wake the reader for every event, which costs
+ * more than the rest of the program; the reader polls with a deadline, so
+ * events queued without a wakeup still reach it in time. */
+static __always_inline __u64 wakeup_flags(void)
+{
+	if (!cfg.wakeup_bytes)
+		return 0;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void emit(const struct vx_parsed *p, __u64 fp, __u64 skb,
+				 __u32 netns, __u32 ifindex, __u32 len,
+				 __u8 hook, __u8 flags, __u32 reason,
+				 __u64 location)
+{
+	struct vx_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(VX_STAT_LOST);
+		return;
+	}
+	e->ts = bpf_ktime_get_ns();
+	e->skb = skb;
+	e->fp = fp;
+	e->location = location;
+	e->netns = netns;
+	e->ifindex = ifindex;
+	e->len = len;
+	e->reason = reason;
+	e->vni = p->vni;
+	e->ip_id = p->ip_id;
+	e->hook = hook;
+	e->flags = p->flags | flags;
+	e->inner = p->inner;
+	e->outer = p->outer;
+	bpf_ringbuf_submit(e, wakeup_flags());
+	stat_inc(VX_STAT_EVENTS);
+}
+
+/* Copies the start of the frame into buf. An Ethernet-like device is read
+ * from the MAC header; anything else (or an skb with no device, at free time)
+ * from the network header, with the L3 protocol taken from skb->protocol. */
+static __always_inline int snap_skb(struct sk_buff *skb,
+				    const struct net_device *dev, int want_l2,
+				    __u8 *buf, __u32 *len, int *l2, __u16 *proto)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 mac = BPF_CORE_READ(skb, mac_header);
+	__u16 net = BPF_CORE_READ(skb, network_header);
+	__u32 tail = BPF_CORE_READ(skb, tail);
+	__u32 start;
+
+	*l2 = 0;
+	if (want_l2 && dev && mac != HDR_UNSET && (net == HDR_UNSET || mac < net)) {
+		__u16 type = BPF_CORE_READ(dev, type);
+		if (type == ARPHRD_ETHER_ || type == ARPHRD_LOOPBACK_)
+			*l2 = 1;
+	}
+	if (*l2) {
+		start = mac;
+	} else {
+		if (net == HDR_UNSET)
+			return -1;
+		start = net;
+		*proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	}
+	if (tail <= start)
+		return -1;
+	__u32 n = tail - start;
+	if (n > VX_SNAP_LEN)
+		n = VX_SNAP_LEN;
+	if (bpf_probe_read_kernel(buf, n, head + start) < 0)
+		return -1;
+	*len = n;
+	return 0;
+}
+
+static __always_inline int parse_skb(struct sk_buff *skb,
+				     const struct net_device *dev, int want_l2,
+				     struct vx_parsed *p)
+{
+	__u32 zero = 0, len = 0;
+	__u16 proto = 0;
+	int l2;
+	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return -1;
+	if (snap_skb(skb, dev, want_l2, s->buf, &len, &l2, &proto) < 0)
+		return -1;
+	return parse_frame((const struct vx_config *)&cfg, s->buf, len, l2,
+			   proto, p);
+}
+
+static __always_inline int fully_parsed(const struct vx_parsed *p)
+{
+	return (p->flags & VX_F_PARSED) &&
+	       !(p->flags & (VX_F_TRUNCATED | VX_F_FRAGMENT));
+}
+
+/* A device received or is sending skb. */
+static __always_inline void on_dev(struct sk_buff *skb,
+				   const struct net_device *dev, __u8 hook)
+{
+	if (!dev)
+		return;
+	__u32 netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	if (!netns_allowed(netns))
+		return;
+
+	struct vx_parsed p = {};
+	int ok = parse_skb(skb, dev, 1, &p) == 0;
+	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), fp = 0;
+	__u8 flags = 0;
+	if (ok)
+		fp = fingerprint(&p);
+
+	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
+	if (t && now - t->ts > cfg.track_ttl_ns) {
+		bpf_map_delete_elem(&tracked, &key);
+		t = NULL;
+	}
+	if (t && ok && fully_parsed(&p) && fp != t->fp) {
+		/* The address now holds another packet: the old one was freed
+		 * on a path that fires no tracepoint. */
+		if (!filter_match((const struct vx_config *)&cfg, &p)) {
+			bpf_map_delete_elem(&tracked, &key);
+			stat_inc(VX_STAT_STALE);
+			return;
+		}
+		t->fp = fp;
+		flags |= VX_F_NEW;
+	}
+	if (!t) {
+		if (!ok || !filter_match((const struct vx_config *)&cfg, &p))
+			return;
+		struct vx_track nt = {.fp = fp, .ts = now};
+		if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY) < 0)
+			stat_inc(VX_STAT_TRACK_FULL);
+		t = bpf_map_lookup_elem(&tracked, &key);
+		if (!t)
+			return;
+		flags |= VX_F_NEW;
+	}
+	t->ts = now;
+	t->netns = netns;
+	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+	t->ifindex = ifindex;
+	fp = t->fp;
+
+	__u32 len = BPF_CORE_READ(skb, len);
+	struct vx_hop_stats *hs = hop_counters(netns, ifindex);
+	if (hs) {
+		if (hook == VX_HOOK_RX)
+			hs->rx++;
+		else
+			hs->tx++;
+		hs->bytes += len;
+	}
+	emit(&p, fp, key, netns, ifindex, len, hook, flags, 0, 0);
+}
+
+/* skb is being freed: dropped (kfree_skb) or after normal use (consume_skb). */
+static __always_inline void on_free(struct sk_buff *skb, void *location,
+				    __u32 reason, __u8 hook)
+{
+	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), fp;
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	__u32 netns = 0, ifindex = 0;
+	__u8 flags = 0;
+	struct vx_parsed p = {};
+
+	if (dev) {
+		netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		ifindex = BPF_CORE_READ(dev, ifindex);
+	}
+	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
+	if (t && now - t->ts > cfg.track_ttl_ns) {
+		bpf_map_delete_elem(&tracked, &key);
+		t = NULL;
+	}
+	if (t) {
+		fp = t->fp;
+		if (!dev) {
+			netns = t->netns;
+			ifindex = t->ifindex;
+		}
+		bpf_map_delete_elem(&tracked, &key);
+		parse_skb(skb, dev, 0, &p);
+	} else {
+		/* A drop before the first hop (e.g. in the sender's stack):
+		 * match it on its own headers. Frees after normal use of
+		 * untracked packets are not ours to report. */
+		if (hook != VX_HOOK_DROP || !dev || !netns_allowed(netns))
+			return;
+		if (parse_skb(skb, dev, 0, &p) < 0 ||
+		    !filter_match((const struct vx_config *)&cfg, &p))
+			return;
+		fp = fingerprint(&p);
+		flags |= VX_F_NEW;
+	}
+
+	if (hook == VX_HOOK_DROP) {
+		struct vx_hop_stats *hs = hop_counters(netns, ifindex);
+		if (hs)
+			hs->drops++;
+		struct vx_drop_key dk = {.netns = netns, .ifindex = ifindex,
+					 .reason = reason};
+		__u64 *c = bpf_map_lookup_elem(&drop_stats, &dk);
+		if (c) {
+			*c += 1;
+		} else {
+			__u64 one = 1;
+			bpf_map_update_elem(&drop_stats, &dk, &one, BPF_NOEXIST);
+		}
+	}
+	emit(&p, fp, key, netns, ifindex, BPF_CORE_READ(skb, len), hook, flags,
+	     reason, (__u64)location);
+}
+
+/* BTF tracepoints. */
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
+{
+	on_dev(skb, BPF_CORE_READ(skb, dev), VX_HOOK_RX);
+	return 0;
+}
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(tp_net_dev_start_xmit, const struct sk_buff *skb,
+	     const struct net_device *dev)
+{
+	on_dev((struct sk_buff *)skb, dev, VX_HOOK_TX);
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(tp_kfree_skb, struct sk_buff *skb, void *location,
+	     enum skb_drop_reason reason)
+{
+	on_free(skb, location, (__u32)reason, VX_HOOK_DROP);
+	return 0;
+}
+
+SEC("tp_btf/consume_skb")
+int BPF_PROG(tp_consume_skb, struct sk_buff *skb, void *location)
+{
+	on_free(skb, location, 0, VX_HOOK_CONSUME);
+	return 0;
+}
+
+/* Raw tracepoints: the same handlers where tp_btf is refused. */
+
+SEC("raw_tp/netif_receive_skb")
+int BPF_PROG(raw_netif_receive_skb, struct sk_buff *skb)
+{
+	on_dev(skb, BPF_CORE_READ(skb, dev), VX_HOOK_RX);
+	return 0;
+}
+
+SEC("raw_tp/net_dev_start_xmit")
+int BPF_PROG(raw_net_dev_start_xmit, struct sk_buff *skb,
+	     struct net_device *dev)
+{
+	on_dev(skb, dev, VX_HOOK_TX);
+	return 0;
+}
+
+SEC("raw_tp/kfree_skb")
+int BPF_PROG(raw_kfree_skb, struct sk_buff *skb, void *location,
+	     __u32 reason)
+{
+	on_free(skb, location, reason, VX_HOOK_DROP);
+	return 0;
+}
+
+SEC("raw_tp/consume_skb")
+int BPF_PROG(raw_consume_skb, struct sk_buff *skb, void *location)
+{
+	on_free(skb, location, 0, VX_HOOK_CONSUME);
+	return 0;
+}
+
+/* TC: per-hop counts of every packet, and events where tracepoints are not
+ * used (cfg.tc_events). */
+static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
+{
+	__u32 zero = 0, n = ctx->len;
+	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return TC_CONTINUE;
+	if (n > VX_SNAP_LEN)
+		n = VX_SNAP_LEN;
+	if (n < ETH_HLEN)
+		return TC_CONTINUE;
+	struct vx_parsed p = {};
+	int ok = 0;
+	if (bpf_skb_load_bytes(ctx, 0, s->buf, n) == 0)
+		ok = parse_frame((const struct vx_config *)&cfg, s->buf, n, 1,
+				 0, &p) == 0;
+
+	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
+	__u32 netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	struct vx_hop_stats *hs = hop_counters(netns, ctx->ifindex);
+	if (hs) {
+		if (hook == VX_HOOK_TC_INGRESS)
+			hs->tc_in++;
+		else
+			hs->tc_out++;
+		if (p.flags & VX_F_ENCAP)
+			hs->tc_overlay++;
+		hs->tc_bytes += ctx->len;
+	}
+	if (!cfg.tc_events || !ok ||
+	    !filter_match((const struct vx_config *)&cfg, &p))
+		return TC_CONTINUE;
+
+	__u64 key = (__u64)skb, fp = fingerprint(&p);
+	struct vx_track nt = {.fp = fp, .ts = bpf_ktime_get_ns(),
+			      .netns = netns, .ifindex = ctx->ifindex};
+	if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY) < 0)
+		stat_inc(VX_STAT_TRACK_FULL);
+	emit(&p, fp, key, netns, ctx->ifindex, ctx->len, hook, 0, 0, 0);
+	return TC_CONTINUE;
+}
+
+SEC("tc")
+int tc_ingress(struct __sk_buff *ctx)
+{
+	return on_tc(ctx, VX_HOOK_TC_INGRESS);
+}
+
+SEC("tc")
+int tc_egress(struct __sk_buff *ctx)
+{
+	return on_tc(ctx, VX_HOOK_TC_EGRESS);
+}
+
+/* Optional: a bridge forwarding a tracked packet. The bridge device itself
+ * fires no tracepoint when it forwards; without these programs the hop is
+ * derived in user space from port rx/tx. Loaded only if the kernel allows. */
+static __always_inline void on_br_forward(const struct net_bridge_port *to,
+					  struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb;
+	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
+	if (!t)
+		return;
+	struct net_device *br = BPF_CORE_READ(to, br, dev);
+	if (!br)
+		return;
+	struct vx_parsed p = {};
+	__u32 netns = BPF_CORE_READ(br, nd_net.net, ns.inum);
+	emit(&p, t->fp, key, netns, BPF_CORE_READ(br, ifindex),
+	     BPF_CORE_READ(skb, len), VX_HOOK_BR_FORWARD, 0, 0, 0);
+}
+
+SEC("fentry/br_forward")
+int BPF_PROG(fentry_br_forward, const struct net_bridge_port *to,
+	     struct sk_buff *skb)
+{
+	on_br_forward(to, skb);
+	return 0;
+}
+
+SEC("kprobe/br_forward")
+int BPF_KPROBE(kprobe_br_forward, const struct net_bridge_port *to,
+	       struct sk_buff *skb)
+{
+	on_br_forward(to, skb);
+	return 0;
+}

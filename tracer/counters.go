@@ -1,0 +1,145 @@
+package tracer
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/vxtrace/vxtrace/topo"
+)
+
+// HopCounters are the in-kernel counters of one interface. Rx, Tx and Drops
+// count packets that matched the filter; the TC fields count every packet
+// that crossed the hop's TC hooks. They stay right when events are lost.
+type HopCounters struct {
+	Rx, Tx, Drops, Bytes            uint64
+	TCIn, TCOut, TCOverlay, TCBytes uint64
+}
+
+// DropKey is a (hop, reason) pair of the drop counters.
+type DropKey struct {
+	Hop    topo.Key
+	Reason uint32
+}
+
+// Stats are the tracer's own counters, summed over CPUs.
+type Stats struct {
+	Events    uint64 // events written to the ring
+	Lost      uint64 // events lost in the kernel: the ring was full
+	TrackFull uint64 // tracked-skb map inserts that failed
+	Stale     uint64 // tracked skbs found reused by another packet
+}
+
+// HopCounters reads the per-hop counters.
+func (t *Tracer) HopCounters() (map[topo.Key]HopCounters, error) {
+	out := make(map[topo.Key]HopCounters)
+	var k vxtraceVxHopKey
+	var per []vxtraceVxHopStats
+	it := t.maps.HopStats.Iterate()
+	for it.Next(&k, &per) {
+		var c HopCounters
+		for _, v := range per {
+			c.Rx += v.Rx
+			c.Tx += v.Tx
+			c.Drops += v.Drops
+			c.Bytes += v.Bytes
+			c.TCIn += v.TcIn
+			c.TCOut += v.TcOut
+			c.TCOverlay += v.TcOverlay
+			c.TCBytes += v.TcBytes
+		}
+		out[topo.Key{NetNS: k.Netns, Ifindex: k.Ifindex}] = c
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading hop counters: %w", err)
+	}
+	return out, nil
+}
+
+// DropCounters reads drops by hop and reason.
+func (t *Tracer) DropCounters() (map[DropKey]uint64, error) {
+	out := make(map[DropKey]uint64)
+	var k vxtraceVxDropKey
+	var per []uint64
+	it := t.maps.DropStats.Iterate()
+	for it.Next(&k, &per) {
+		var n uint64
+		for _, v := range per {
+			n += v
+		}
+		out[DropKey{Hop: topo.Key{NetNS: k.Netns, Ifindex: k.Ifindex}, Reason: k.Reason}] = n
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading drop counters: %w", err)
+	}
+	return out, nil
+}
+
+// Stats reads the tracer's own counters.
+func (t *Tracer) Stats() (Stats, error) {
+	var s Stats
+	for idx, dst := range []*uint64{&s.Events, &s.Lost, &s.TrackFull, &s.Stale} {
+		var per []uint64
+		if err := t.maps.Stats.Lookup(uint32(idx), &per); err != nil {
+			return s, fmt.Errorf("reading stats: %w", err)
+		}
+		for _, v := range per {
+			*dst += v
+		}
+	}
+	return s, nil
+}
+
+// ProgramStats is the kernel's run-time accounting of one program, with
+// kernel.bpf_stats_enabled on.
+type ProgramStats struct {
+	Name            string
+	RunCount        uint64
+	RunTimeNs       uint64
+	RecursionMisses uint64
+}
+
+// ProgramStats returns the run-time figures of every attached program.
+func (t *Tracer) ProgramStats() []ProgramStats {
+	var out []ProgramStats
+	seen := map[ebpf.ProgramID]bool{}
+	add := func(name string, p *ebpf.Program) {
+		if p == nil {
+			return
+		}
+		info, err := p.Info()
+		if err != nil {
+			return
+		}
+		id, _ := info.ID()
+		if seen[id] {
+			return
+		}
+		seen[id] = true
+		st, err := p.Stats()
+		if err != nil {
+			return
+		}
+		out = append(out, ProgramStats{Name: name, RunCount: st.RunCount, RunTimeNs: uint64(st.Runtime.Nanoseconds()), RecursionMisses: st.RecursionMisses})
+	}
+	for _, l := range t.links {
+		info, err := l.Info()
+		if err != nil {
+			continue
+		}
+		p, err := ebpf.NewProgramFromID(info.Program)
+		if err != nil {
+			continue
+		}
+		pi, _ := p.Info()
+		name := ""
+		if pi != nil {
+			name = pi.Name
+		}
+		add(name, p)
+		p.Close()
+	}
+	add("tc_ingress", t.tc.Ingress)
+	add("tc_egress", t.tc.Egress)
+	return out
+}

@@ -1,0 +1,327 @@
+// Package tracer owns the kernel side of vxtrace: it loads the BPF programs
+// (BTF tracepoints with a raw-tracepoint fallback, TC programs on hop
+// interfaces through tcx or clsact), probes what the running kernel allows,
+// reads events from the ring buffer, and reads the in-kernel counters. It
+// hands out hand-written Go types; the generated ones stay private.
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// Config selects what the kernel side traces. The zero value traces every
+// IP packet in every namespace.
+type Config struct {
+	Src, Dst           netip.Prefix // inner (or only) addresses
+	OuterSrc, OuterDst netip.Prefix // VTEP addresses of encapsulated packets
+	Proto              uint8
+	Port               uint16
+	VNI                *uint32
+	VXLANPorts         []uint16 // default 4789 and 8472
+	NetNS              []uint32 // namespace inodes; empty: every namespace
+
+	TrackTTL    time.Duration // default 2s
+	RingSize    int           // bytes, a power of two; default 8 MiB
+	WakeupBytes uint32        // default: 64 events
+	TCEvents    bool          // TC programs emit events too (tests, fallback)
+
+	// Hidden switches that force each fallback, so tests can cover it.
+	ForceRawTP  bool
+	ForceClsact bool
+	NoTC        bool
+
+	Log *slog.Logger
+}
+
+// DefaultVXLANPorts are the IANA port and Linux's historic default (Flannel).
+var DefaultVXLANPorts = []uint16{4789, 8472}
+
+// Tracer owns every kernel object it creates; Close releases them all.
+type Tracer struct {
+	cfg    Config
+	log    *slog.Logger
+	spec   *ebpf.CollectionSpec
+	maps   vxtraceMaps
+	tc     tcPrograms
+	links  []link.Link
+	tcHops []*tcAttachment
+	feat   Features
+	closed bool
+}
+
+type tpBTFPrograms struct {
+	Rx      *ebpf.Program `ebpf:"tp_netif_receive_skb"`
+	Tx      *ebpf.Program `ebpf:"tp_net_dev_start_xmit"`
+	Drop    *ebpf.Program `ebpf:"tp_kfree_skb"`
+	Consume *ebpf.Program `ebpf:"tp_consume_skb"`
+}
+
+type rawTPPrograms struct {
+	Rx      *ebpf.Program `ebpf:"raw_netif_receive_skb"`
+	Tx      *ebpf.Program `ebpf:"raw_net_dev_start_xmit"`
+	Drop    *ebpf.Program `ebpf:"raw_kfree_skb"`
+	Consume *ebpf.Program `ebpf:"raw_consume_skb"`
+}
+
+type tcPrograms struct {
+	Ingress *ebpf.Program `ebpf:"tc_ingress"`
+	Egress  *ebpf.Program `ebpf:"tc_egress"`
+}
+
+// New loads the programs and attaches the tracepoints. TC programs are
+// attached per hop with AttachHops.
+func New(cfg Config) (t *Tracer, err error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.VXLANPorts) == 0 {
+		cfg.VXLANPorts = DefaultVXLANPorts
+	}
+	if len(cfg.VXLANPorts) > 4 {
+		return nil, fmt.Errorf("at most 4 VXLAN ports, got %d", len(cfg.VXLANPorts))
+	}
+	if cfg.TrackTTL <= 0 {
+		cfg.TrackTTL = 2 * time.Second
+	}
+	if cfg.RingSize <= 0 {
+		cfg.RingSize = 8 << 20
+	}
+	if cfg.RingSize&(cfg.RingSize-1) != 0 || cfg.RingSize < os.Getpagesize() {
+		return nil, fmt.Errorf("ring size %d is not a power of two of at least a page", cfg.RingSize)
+	}
+	if cfg.WakeupBytes == 0 {
+		cfg.WakeupBytes = 64 * (EventSize + 8)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		// Kernels since 5.11 charge BPF memory to the cgroup; the rlimit
+		// does not matter there, and it cannot be raised without
+		// CAP_SYS_RESOURCE anyway.
+		cfg.Log.Debug("memlock rlimit not raised", "err", err)
+	}
+
+	t = &Tracer{cfg: cfg, log: cfg.Log}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+
+	t.spec, err = loadVxtrace()
+	if err != nil {
+		return nil, fmt.Errorf("loading BPF spec: %w", err)
+	}
+	kc, err := cfg.kernelConfig()
+	if err != nil {
+		return nil, err
+	}
+	if err := t.spec.Variables["cfg"].Set(kc); err != nil {
+		return nil, fmt.Errorf("setting BPF config: %w", err)
+	}
+	t.spec.Maps["events"].MaxEntries = uint32(cfg.RingSize)
+
+	if err := t.spec.LoadAndAssign(&t.maps, nil); err != nil {
+		return nil, fmt.Errorf("creating BPF maps: %w", err)
+	}
+	for _, ino := range cfg.NetNS {
+		if err := t.maps.NetnsFilter.Put(ino, uint8(1)); err != nil {
+			return nil, fmt.Errorf("adding namespace %d to the filter: %w", ino, err)
+		}
+	}
+
+	if err := t.attachTracepoints(); err != nil {
+		return nil, err
+	}
+	if !cfg.NoTC {
+		if err := t.spec.LoadAndAssign(&t.tc, t.loadOpts()); err != nil {
+			return nil, fmt.Errorf("loading TC programs: %w", verifierDetail(err))
+		}
+	}
+	t.attachOptional()
+	return t, nil
+}
+
+func (t *Tracer) loadOpts() *ebpf.CollectionOptions {
+	return &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		"events":       t.maps.Events,
+		"tracked":      t.maps.Tracked,
+		"netns_filter": t.maps.NetnsFilter,
+		"hop_stats":    t.maps.HopStats,
+		"drop_stats":   t.maps.DropStats,
+		"stats":        t.maps.Stats,
+		"scratch_map":  t.maps.ScratchMap,
+	}}
+}
+
+// attachTracepoints prefers BTF tracepoints and falls back to raw ones.
+func (t *Tracer) attachTracepoints() error {
+	if !t.cfg.ForceRawTP {
+		var p tpBTFPrograms
+		err := t.spec.LoadAndAssign(&p, t.loadOpts())
+		if err == nil {
+			err = t.attachTracing(p.Rx, p.Tx, p.Drop, p.Consume)
+			p.close()
+			if err == nil {
+				t.feat.Tracepoints = "tp_btf"
+				return nil
+			}
+			t.closeLinks()
+		}
+		t.feat.notice("tp_btf tracepoints unavailable (%v): using raw_tp", err)
+	}
+	var p rawTPPrograms
+	if err := t.spec.LoadAndAssign(&p, t.loadOpts()); err != nil {
+		return fmt.Errorf("loading raw tracepoint programs: %w", verifierDetail(err))
+	}
+	defer p.close()
+	names := []string{"netif_receive_skb", "net_dev_start_xmit", "kfree_skb", "consume_skb"}
+	for i, prog := range []*ebpf.Program{p.Rx, p.Tx, p.Drop, p.Consume} {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: names[i], Program: prog})
+		if err != nil {
+			return fmt.Errorf("attaching raw tracepoint %s: %w", names[i], err)
+		}
+		t.links = append(t.links, l)
+	}
+	t.feat.Tracepoints = "raw_tp"
+	return nil
+}
+
+func (t *Tracer) attachTracing(progs ...*ebpf.Program) error {
+	for _, prog := range progs {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			return fmt.Errorf("attaching %s: %w", prog, err)
+		}
+		t.links = append(t.links, l)
+	}
+	return nil
+}
+
+func (p *tpBTFPrograms) close() {
+	for _, prog := range []*ebpf.Program{p.Rx, p.Tx, p.Drop, p.Consume} {
+		if prog != nil {
+			prog.Close()
+		}
+	}
+}
+
+func (p *rawTPPrograms) close() {
+	for _, prog := range []*ebpf.Program{p.Rx, p.Tx, p.Drop, p.Consume} {
+		if prog != nil {
+			prog.Close()
+		}
+	}
+}
+
+// attachOptional tries the bridge-forward probe: fentry, then kprobe. Either
+// may be refused (this project's reference kernel refuses both); that costs
+// one notice, never the trace.
+func (t *Tracer) attachOptional() {
+	var errs []string
+	if prog, err := t.loadOne("fentry_br_forward"); err == nil {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		prog.Close()
+		if err == nil {
+			t.links = append(t.links, l)
+			t.feat.BridgeProbe = "fentry"
+			return
+		}
+		errs = append(errs, "fentry: "+shortErr(err))
+	} else {
+		errs = append(errs, "fentry: "+shortErr(err))
+	}
+	if prog, err := t.loadOne("kprobe_br_forward"); err == nil {
+		l, err := link.Kprobe("br_forward", prog, nil)
+		prog.Close()
+		if err == nil {
+			t.links = append(t.links, l)
+			t.feat.BridgeProbe = "kprobe"
+			return
+		}
+		errs = append(errs, "kprobe: "+shortErr(err))
+	} else {
+		errs = append(errs, "kprobe: "+shortErr(err))
+	}
+	t.feat.notice("optional bridge probe not available (%s %s): bridge hops are derived from port events",
+		errs[0], errs[1])
+}
+
+// loadOne loads a single program of the collection, sharing the maps.
+func (t *Tracer) loadOne(name string) (*ebpf.Program, error) {
+	ps, ok := t.spec.Programs[name]
+	if !ok {
+		return nil, fmt.Errorf("no program %s", name)
+	}
+	coll := &ebpf.CollectionSpec{
+		Maps:      t.spec.Maps,
+		Programs:  map[string]*ebpf.ProgramSpec{name: ps},
+		Variables: t.spec.Variables,
+		Types:     t.spec.Types,
+		ByteOrder: t.spec.ByteOrder,
+	}
+	c, err := ebpf.NewCollectionWithOptions(coll, *t.loadOpts())
+	if err != nil {
+		return nil, err
+	}
+	prog := c.DetachProgram(name)
+	c.Close()
+	return prog, nil
+}
+
+func shortErr(err error) string {
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return "refused by the kernel (EPERM)"
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, ebpf.ErrNotSupported):
+		return "not supported by this kernel"
+	}
+	return err.Error()
+}
+
+func verifierDetail(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("%+v", ve)
+	}
+	return err
+}
+
+// Features reports what the kernel allowed.
+func (t *Tracer) Features() Features { return t.feat }
+
+// Close detaches and unloads everything. It is safe to call more than once.
+func (t *Tracer) Close() error {
+	if t == nil || t.closed {
+		return nil
+	}
+	t.closed = true
+	var errs []error
+	for i := len(t.tcHops) - 1; i >= 0; i-- {
+		errs = append(errs, t.tcHops[i].close())
+	}
+	t.tcHops = nil
+	t.closeLinks()
+	if t.tc.Ingress != nil {
+		t.tc.Ingress.Close()
+	}
+	if t.tc.Egress != nil {
+		t.tc.Egress.Close()
+	}
+	errs = append(errs, t.maps.Close())
+	return errors.Join(errs...)
+}
+
+func (t *Tracer) closeLinks() {
+	for i := len(t.links) - 1; i >= 0; i-- {
+		t.links[i].Close()
+	}
+	t.links = nil
+}
