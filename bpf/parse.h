@@ -153,7 +153,7 @@ static __always_inline int parse_l4(const __u8 *b, __u32 len, __u32 off,
 	return 0;
 }
 
-static __always_inline int is_vxlan_port(const struct vx_config *c, __u16 port)
+static __always_inline int is_vxlan_port(const volatile struct vx_config *c, __u16 port)
 {
 #pragma unroll
 	for (int i = 0; i < VX_MAX_VXLAN_PORTS; i++)
@@ -166,9 +166,9 @@ static __always_inline int is_vxlan_port(const struct vx_config *c, __u16 port)
  * proto is its L3 protocol (host order). Returns 0 when at least an IP header
  * was found. On a VXLAN packet the outer headers go to p->outer and the
  * encapsulated packet to p->inner. */
-static __always_inline int parse_frame(const struct vx_config *c, const __u8 *b,
+static __always_inline int parse_frame(const volatile struct vx_config *c, const __u8 *b,
 				       __u32 len, int l2, __u16 proto,
-				       struct vx_parsed *p)
+				       struct vx_parsed *p, struct vx_parsed *in)
 {
 	int off = 0;
 	__u16 ip_id = 0;
@@ -198,25 +198,25 @@ static __always_inline int parse_frame(const struct vx_config *c, const __u8 *b,
 	__u32 vx = l4 + 8;
 	if (vx + VXLAN_HLEN > len || !(b[OFF(vx)] & 0x08))
 		return 0;
-	struct vx_parsed in = {};
-	in.vni = rd32(b, vx + 4) >> 8;
+	__builtin_memset(in, 0, sizeof(*in));
+	in->vni = rd32(b, vx + 4) >> 8;
 	int ioff = parse_eth(b, len, vx + VXLAN_HLEN, &proto);
 	if (ioff < 0)
 		return 0;
-	int il4 = parse_ip(b, len, ioff, proto, &in.inner, &in.ip_id);
+	int il4 = parse_ip(b, len, ioff, proto, &in->inner, &in->ip_id);
 	if (il4 == -1)
 		return 0;
-	in.flags = VX_F_PARSED | VX_F_ENCAP;
+	in->flags = VX_F_PARSED | VX_F_ENCAP;
 	if (il4 == -2)
-		in.flags |= VX_F_FRAGMENT;
-	else if (parse_l4(b, len, il4, &in.inner, &in.tcp_seq, &in.udp_csum) < 0)
-		in.flags |= VX_F_TRUNCATED;
-	in.outer = p->inner;
-	*p = in;
+		in->flags |= VX_F_FRAGMENT;
+	else if (parse_l4(b, len, il4, &in->inner, &in->tcp_seq, &in->udp_csum) < 0)
+		in->flags |= VX_F_TRUNCATED;
+	in->outer = p->inner;
+	*p = *in;
 	return 0;
 }
 
-static __always_inline int cidr_match(const struct vx_cidr *c, const __u8 *a,
+static __always_inline int cidr_match(const volatile struct vx_cidr *c, const __u8 *a,
 				      __u8 family)
 {
 	if (!c->family)
@@ -240,7 +240,7 @@ static __always_inline int cidr_match(const struct vx_cidr *c, const __u8 *a,
 	return 1;
 }
 
-static __always_inline int filter_match(const struct vx_config *c,
+static __always_inline int filter_match(const volatile struct vx_config *c,
 					const struct vx_parsed *p)
 {
 	if (!(p->flags & VX_F_PARSED))
@@ -293,27 +293,28 @@ static __always_inline __u64 fp_mix(__u64 h, __u64 w)
 	return h;
 }
 
-static __always_inline __u64 fingerprint(const struct vx_parsed *p)
+static __always_inline __u64 fingerprint(const struct vx_parsed *p,
+					 struct vx_fp_key *k)
 {
-	struct vx_fp_key k = {};
-	__builtin_memcpy(k.saddr, p->inner.saddr, 16);
-	__builtin_memcpy(k.daddr, p->inner.daddr, 16);
-	k.proto = p->inner.proto;
-	k.family = p->inner.family;
-	k.ip_id = p->ip_id;
-	k.sport = p->inner.sport;
-	k.dport = p->inner.dport;
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->saddr, p->inner.saddr, 16);
+	__builtin_memcpy(k->daddr, p->inner.daddr, 16);
+	k->proto = p->inner.proto;
+	k->family = p->inner.family;
+	k->ip_id = p->ip_id;
+	k->sport = p->inner.sport;
+	k->dport = p->inner.dport;
 	if (p->inner.proto == IPPROTO_TCP_)
-		k.seq = p->tcp_seq;
+		k->seq = p->tcp_seq;
 	if (p->inner.proto == IPPROTO_ICMP_ || p->inner.proto == IPPROTO_ICMPV6_)
-		k.l4 = p->inner.l4_info;
+		k->l4 = p->inner.l4_info;
 	if (p->inner.proto == IPPROTO_UDP_ && p->inner.family == 6)
-		k.csum = p->udp_csum;
+		k->csum = p->udp_csum;
 
-	const __u64 *w = (const __u64 *)&k;
+	const __u64 *w = (const __u64 *)k;
 	__u64 h = 0xcbf29ce484222325ULL;
 #pragma unroll
-	for (int i = 0; i < (int)(sizeof(k) / 8); i++)
+	for (int i = 0; i < (int)(sizeof(*k) / 8); i++)
 		h = fp_mix(h, w[i]);
 	return h ^ (h >> 32);
 }

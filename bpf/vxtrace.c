@@ -76,17 +76,57 @@ struct {
 
 struct scratch {
 	__u8 buf[VX_BUF_LEN];
+	struct vx_parsed p;
+	struct vx_parsed in;
+	struct vx_fp_key k;
 };
 
-/* Packet headers are copied here, not to the 512-byte stack. */
+/* Packet headers and parse state live here, not on the 512-byte stack. A
+ * program can be interrupted on its CPU by another one (a softirq's TC or
+ * receive tracepoint during a process-context transmit), so each nesting
+ * level gets its own slot. */
+#define VX_NEST_MAX 4
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, VX_NEST_MAX);
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch_map SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} nest SEC(".maps");
+
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+static __always_inline struct scratch *scratch_get(void)
+{
+	__u32 zero = 0;
+	__u32 *depth = bpf_map_lookup_elem(&nest, &zero);
+	if (!depth)
+		return NULL;
+	__u32 slot = *depth;
+	if (slot >= VX_NEST_MAX)
+		return NULL;
+	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &slot);
+	if (!s)
+		return NULL;
+	*depth = slot + 1;
+	__builtin_memset(&s->p, 0, sizeof(s->p));
+	return s;
+}
+
+static __always_inline void scratch_put(void)
+{
+	__u32 zero = 0;
+	__u32 *depth = bpf_map_lookup_elem(&nest, &zero);
+	if (depth && *depth)
+		*depth -= 1;
+}
 
 static __always_inline void stat_inc(__u32 idx)
 {
@@ -192,20 +232,15 @@ static __always_inline int snap_skb(struct sk_buff *skb,
 	return 0;
 }
 
-static __always_inline int parse_skb(struct sk_buff *skb,
-				     const struct net_device *dev, int want_l2,
-				     struct vx_parsed *p)
+static __always_inline int parse_skb(struct scratch *s, struct sk_buff *skb,
+				     const struct net_device *dev, int want_l2)
 {
-	__u32 zero = 0, len = 0;
+	__u32 len = 0;
 	__u16 proto = 0;
 	int l2;
-	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
-	if (!s)
-		return -1;
 	if (snap_skb(skb, dev, want_l2, s->buf, &len, &l2, &proto) < 0)
 		return -1;
-	return parse_frame((const struct vx_config *)&cfg, s->buf, len, l2,
-			   proto, p);
+	return parse_frame(&cfg, s->buf, len, l2, proto, &s->p, &s->in);
 }
 
 static __always_inline int fully_parsed(const struct vx_parsed *p)
@@ -215,31 +250,27 @@ static __always_inline int fully_parsed(const struct vx_parsed *p)
 }
 
 /* A device received or is sending skb. */
-static __always_inline void on_dev(struct sk_buff *skb,
-				   const struct net_device *dev, __u8 hook)
+static __always_inline void on_dev_scratch(struct scratch *s,
+					   struct sk_buff *skb,
+					   const struct net_device *dev,
+					   __u32 netns, __u8 hook)
 {
-	if (!dev)
-		return;
-	__u32 netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	if (!netns_allowed(netns))
-		return;
-
-	struct vx_parsed p = {};
-	int ok = parse_skb(skb, dev, 1, &p) == 0;
+	struct vx_parsed *p = &s->p;
+	int ok = parse_skb(s, skb, dev, 1) == 0;
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), fp = 0;
 	__u8 flags = 0;
 	if (ok)
-		fp = fingerprint(&p);
+		fp = fingerprint(p, &s->k);
 
 	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
 	if (t && now - t->ts > cfg.track_ttl_ns) {
 		bpf_map_delete_elem(&tracked, &key);
 		t = NULL;
 	}
-	if (t && ok && fully_parsed(&p) && fp != t->fp) {
+	if (t && ok && fully_parsed(p) && fp != t->fp) {
 		/* The address now holds another packet: the old one was freed
 		 * on a path that fires no tracepoint. */
-		if (!filter_match((const struct vx_config *)&cfg, &p)) {
+		if (!filter_match(&cfg, p)) {
 			bpf_map_delete_elem(&tracked, &key);
 			stat_inc(VX_STAT_STALE);
 			return;
@@ -248,7 +279,7 @@ static __always_inline void on_dev(struct sk_buff *skb,
 		flags |= VX_F_NEW;
 	}
 	if (!t) {
-		if (!ok || !filter_match((const struct vx_config *)&cfg, &p))
+		if (!ok || !filter_match(&cfg, p))
 			return;
 		struct vx_track nt = {.fp = fp, .ts = now};
 		if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY) < 0)
@@ -273,18 +304,35 @@ static __always_inline void on_dev(struct sk_buff *skb,
 			hs->tx++;
 		hs->bytes += len;
 	}
-	emit(&p, fp, key, netns, ifindex, len, hook, flags, 0, 0);
+	emit(p, fp, key, netns, ifindex, len, hook, flags, 0, 0);
+}
+
+static __always_inline void on_dev(struct sk_buff *skb,
+				   const struct net_device *dev, __u8 hook)
+{
+	if (!dev)
+		return;
+	__u32 netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	if (!netns_allowed(netns))
+		return;
+	struct scratch *s = scratch_get();
+	if (!s)
+		return;
+	on_dev_scratch(s, skb, dev, netns, hook);
+	scratch_put();
 }
 
 /* skb is being freed: dropped (kfree_skb) or after normal use (consume_skb). */
-static __always_inline void on_free(struct sk_buff *skb, void *location,
-				    __u32 reason, __u8 hook)
+static __always_inline void on_free_scratch(struct scratch *s,
+					    struct sk_buff *skb,
+					    void *location, __u32 reason,
+					    __u8 hook)
 {
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), fp;
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	__u32 netns = 0, ifindex = 0;
 	__u8 flags = 0;
-	struct vx_parsed p = {};
+	struct vx_parsed *p = &s->p;
 
 	if (dev) {
 		netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
@@ -302,17 +350,16 @@ static __always_inline void on_free(struct sk_buff *skb, void *location,
 			ifindex = t->ifindex;
 		}
 		bpf_map_delete_elem(&tracked, &key);
-		parse_skb(skb, dev, 0, &p);
+		parse_skb(s, skb, dev, 0);
 	} else {
 		/* A drop before the first hop (e.g. in the sender's stack):
 		 * match it on its own headers. Frees after normal use of
 		 * untracked packets are not ours to report. */
 		if (hook != VX_HOOK_DROP || !dev || !netns_allowed(netns))
 			return;
-		if (parse_skb(skb, dev, 0, &p) < 0 ||
-		    !filter_match((const struct vx_config *)&cfg, &p))
+		if (parse_skb(s, skb, dev, 0) < 0 || !filter_match(&cfg, p))
 			return;
-		fp = fingerprint(&p);
+		fp = fingerprint(p, &s->k);
 		flags |= VX_F_NEW;
 	}
 
@@ -330,8 +377,18 @@ static __always_inline void on_free(struct sk_buff *skb, void *location,
 			bpf_map_update_elem(&drop_stats, &dk, &one, BPF_NOEXIST);
 		}
 	}
-	emit(&p, fp, key, netns, ifindex, BPF_CORE_READ(skb, len), hook, flags,
+	emit(p, fp, key, netns, ifindex, BPF_CORE_READ(skb, len), hook, flags,
 	     reason, (__u64)location);
+}
+
+static __always_inline void on_free(struct sk_buff *skb, void *location,
+				    __u32 reason, __u8 hook)
+{
+	struct scratch *s = scratch_get();
+	if (!s)
+		return;
+	on_free_scratch(s, skb, location, reason, hook);
+	scratch_put();
 }
 
 /* BTF tracepoints. */
@@ -400,21 +457,18 @@ int BPF_PROG(raw_consume_skb, struct sk_buff *skb, void *location)
 
 /* TC: per-hop counts of every packet, and events where tracepoints are not
  * used (cfg.tc_events). */
-static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
+static __always_inline void on_tc_scratch(struct scratch *s,
+					  struct __sk_buff *ctx, __u8 hook)
 {
-	__u32 zero = 0, n = ctx->len;
-	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
-	if (!s)
-		return TC_CONTINUE;
+	__u32 n = ctx->len;
 	if (n > VX_SNAP_LEN)
 		n = VX_SNAP_LEN;
 	if (n < ETH_HLEN)
-		return TC_CONTINUE;
-	struct vx_parsed p = {};
+		return;
+	struct vx_parsed *p = &s->p;
 	int ok = 0;
 	if (bpf_skb_load_bytes(ctx, 0, s->buf, n) == 0)
-		ok = parse_frame((const struct vx_config *)&cfg, s->buf, n, 1,
-				 0, &p) == 0;
+		ok = parse_frame(&cfg, s->buf, n, 1, 0, p, &s->in) == 0;
 
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
 	__u32 netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
@@ -424,20 +478,28 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 			hs->tc_in++;
 		else
 			hs->tc_out++;
-		if (p.flags & VX_F_ENCAP)
+		if (p->flags & VX_F_ENCAP)
 			hs->tc_overlay++;
 		hs->tc_bytes += ctx->len;
 	}
-	if (!cfg.tc_events || !ok ||
-	    !filter_match((const struct vx_config *)&cfg, &p))
-		return TC_CONTINUE;
+	if (!cfg.tc_events || !ok || !filter_match(&cfg, p))
+		return;
 
-	__u64 key = (__u64)skb, fp = fingerprint(&p);
+	__u64 key = (__u64)skb, fp = fingerprint(p, &s->k);
 	struct vx_track nt = {.fp = fp, .ts = bpf_ktime_get_ns(),
 			      .netns = netns, .ifindex = ctx->ifindex};
 	if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY) < 0)
 		stat_inc(VX_STAT_TRACK_FULL);
-	emit(&p, fp, key, netns, ctx->ifindex, ctx->len, hook, 0, 0, 0);
+	emit(p, fp, key, netns, ctx->ifindex, ctx->len, hook, 0, 0, 0);
+}
+
+static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
+{
+	struct scratch *s = scratch_get();
+	if (!s)
+		return TC_CONTINUE;
+	on_tc_scratch(s, ctx, hook);
+	scratch_put();
 	return TC_CONTINUE;
 }
 

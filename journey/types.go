@@ -31,6 +31,10 @@ type Step struct {
 	Encap   bool
 	VNI     uint32
 	Len     uint32
+	// Derived marks a step the correlator inferred rather than saw: a
+	// bridge forwards without a tracepoint on its own device, so its hop is
+	// filled in between a port's rx and the next tx (Dir "fwd").
+	Derived bool
 }
 
 // Drop says where and why the kernel dropped a packet.
@@ -57,6 +61,9 @@ type Packet struct {
 	Drop    *Drop
 	First   uint64 // CLOCK_MONOTONIC ns of the first step
 	Last    uint64
+	// EventsOmitted counts events not recorded as steps because the journey
+	// already had Options.MaxSteps steps (a looping packet, a flood).
+	EventsOmitted uint32
 }
 
 // HopResolver maps a (netns inode, ifindex) to a known hop. *topo.Topology

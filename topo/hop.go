@@ -36,8 +36,9 @@ type FDBEntry struct {
 
 // Neigh is one neighbour (ARP/NDP) entry.
 type Neigh struct {
-	IP  string `json:"ip"`
-	MAC string `json:"mac"`
+	IP    string `json:"ip"`
+	MAC   string `json:"mac"`
+	State string `json:"state,omitempty"` // e.g. "permanent", "reachable", "failed"
 }
 
 // Hop is one interface on the path.
@@ -50,6 +51,14 @@ type Hop struct {
 	MTU     int    `json:"mtu"`
 	Node    string `json:"node,omitempty"` // name of the node namespace this hop belongs to
 	Master  string `json:"master,omitempty"`
+
+	// NodeNetNS is the inode of the node namespace named by Node. For a
+	// vxlan hop it is where the device's UDP socket lives, which differs
+	// from NetNS in the Docker layout.
+	NodeNetNS uint32   `json:"node_netns,omitempty"`
+	LinkType  string   `json:"link_type,omitempty"` // netlink kind: veth, bridge, vxlan, device...
+	MAC       string   `json:"mac,omitempty"`
+	Addrs     []string `json:"addrs,omitempty"` // CIDRs on the interface
 
 	// veth: where the other end is.
 	PeerNetNS   uint32 `json:"peer_netns,omitempty"`
@@ -79,6 +88,9 @@ func (h *Hop) Key() Key { return Key{NetNS: h.NetNS.Inode, Ifindex: h.Ifindex} }
 type Topology struct {
 	Hops  []Hop
 	byKey map[Key]int
+
+	// nss is what Discover was given, for Refresh.
+	nss []NetNS
 }
 
 // NewTopology indexes hops, assigning IDs in order.

@@ -35,9 +35,10 @@ type Config struct {
 	TCEvents    bool          // TC programs emit events too (tests, fallback)
 
 	// Hidden switches that force each fallback, so tests can cover it.
-	ForceRawTP  bool
-	ForceClsact bool
-	NoTC        bool
+	ForceRawTP    bool
+	ForceClsact   bool
+	NoTC          bool
+	NoTracepoints bool // TC programs only: prog.Run tests
 
 	Log *slog.Logger
 }
@@ -137,15 +138,17 @@ func New(cfg Config) (t *Tracer, err error) {
 		}
 	}
 
-	if err := t.attachTracepoints(); err != nil {
-		return nil, err
+	if !cfg.NoTracepoints {
+		if err := t.attachTracepoints(); err != nil {
+			return nil, err
+		}
+		t.attachOptional()
 	}
 	if !cfg.NoTC {
 		if err := t.spec.LoadAndAssign(&t.tc, t.loadOpts()); err != nil {
 			return nil, fmt.Errorf("loading TC programs: %w", verifierDetail(err))
 		}
 	}
-	t.attachOptional()
 	return t, nil
 }
 

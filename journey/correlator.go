@@ -1,0 +1,452 @@
+package journey
+
+import (
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/vxtrace/vxtrace/topo"
+	"github.com/vxtrace/vxtrace/tracer"
+)
+
+// Defaults for Options.
+const (
+	DefaultTimeout     = time.Second
+	DefaultGrace       = 100 * time.Millisecond
+	DefaultMaxJourneys = 16384
+	DefaultMaxSteps    = 256
+)
+
+// Options configure a Correlator. Zero values take the defaults.
+type Options struct {
+	Hops  HopResolver // nil: every interface is unknown
+	Namer Namer       // nil: numeric drop reasons and locations
+
+	// Timeout is how long a journey may go without an event before it is
+	// emitted as it stands; a journey still without an outcome then is
+	// vanished.
+	Timeout time.Duration
+	// Grace is how long a journey that already has an outcome (delivered,
+	// dropped, left_node) waits for more events before it is emitted. It
+	// absorbs events that other CPUs report late, and clones (bridge
+	// floods) that are still moving, without holding every verdict for the
+	// whole Timeout. Capped at Timeout.
+	Grace time.Duration
+	// MaxJourneys bounds the open journeys. Past it the least recently
+	// seen journey is evicted: handed to OnEvict if set, else discarded.
+	MaxJourneys int
+	// MaxSteps bounds the steps of one journey; later events are counted
+	// in Packet.EventsOmitted.
+	MaxSteps int
+	// OnEvict, if set, receives each evicted journey with its verdict
+	// decided as if it had timed out. The same rule as for emit applies:
+	// the *Packet is reused after the call returns.
+	OnEvict func(*Packet)
+}
+
+// Stats are the correlator's counters.
+type Stats struct {
+	Open    int    // journeys waiting for more events
+	Events  uint64 // events added
+	Emitted uint64 // journeys emitted by Expire or Flush
+	Evicted uint64 // journeys pushed out by MaxJourneys
+}
+
+// journey is a Packet plus the bookkeeping that keeps Add free of
+// allocations: intrusive list links and the storage Packet.Drop points to.
+type journey struct {
+	Packet
+	drop       Drop
+	dropMono   uint64 // time of the latest drop event
+	dropCode   uint32
+	dropLoc    uint64
+	hasDrop    bool
+	prev, next *journey
+	list       *jlist
+	seq        uint64 // touch order; eviction takes the smallest
+}
+
+// jlist is a doubly linked list of journeys in touch order.
+type jlist struct {
+	head, tail *journey
+	n          int
+}
+
+func (l *jlist) remove(j *journey) {
+	if j.prev != nil {
+		j.prev.next = j.next
+	} else {
+		l.head = j.next
+	}
+	if j.next != nil {
+		j.next.prev = j.prev
+	} else {
+		l.tail = j.prev
+	}
+	j.prev, j.next, j.list = nil, nil, nil
+	l.n--
+}
+
+func (l *jlist) push(j *journey) {
+	j.list = l
+	j.prev, j.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = j
+	} else {
+		l.head = j
+	}
+	l.tail = j
+	l.n++
+}
+
+// Correlator groups events into per-packet journeys. It is not safe for
+// concurrent use: one goroutine feeds it events and expires journeys.
+type Correlator struct {
+	opts    Options
+	byFP    map[uint64]*journey
+	open    jlist // no outcome yet: emitted after Timeout
+	settled jlist // has an outcome: emitted after Grace
+	free    []*journey
+	unknown map[topo.Key]string
+	seq     uint64
+	stats   Stats
+}
+
+// maxUnknownNames bounds the cache of "if<N>" names, which exists so that
+// events on unknown interfaces do not allocate.
+const maxUnknownNames = 4096
+
+// New returns a Correlator.
+func New(opts Options) *Correlator {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = DefaultGrace
+	}
+	opts.Grace = min(opts.Grace, opts.Timeout)
+	if opts.MaxJourneys <= 0 {
+		opts.MaxJourneys = DefaultMaxJourneys
+	}
+	if opts.MaxSteps <= 0 {
+		opts.MaxSteps = DefaultMaxSteps
+	}
+	return &Correlator{
+		opts: opts,
+		// Sized up front so that steady-state inserts never grow the map.
+		byFP:    make(map[uint64]*journey, opts.MaxJourneys),
+		unknown: make(map[topo.Key]string),
+	}
+}
+
+// Stats returns the counters.
+func (c *Correlator) Stats() Stats {
+	s := c.stats
+	s.Open = len(c.byFP)
+	return s
+}
+
+// Add records one event.
+func (c *Correlator) Add(ev *tracer.Event) {
+	c.stats.Events++
+	j := c.byFP[ev.FP]
+	if j == nil {
+		if len(c.byFP) >= c.opts.MaxJourneys {
+			c.evictOldest()
+		}
+		j = c.get()
+		j.ID = ev.FP
+		j.LastHop = -1
+		j.First, j.Last = ev.Time, ev.Time
+		c.byFP[ev.FP] = j
+	}
+	if ev.Time > j.Last {
+		j.Last = ev.Time
+	}
+	if j.Inner.Family == 0 && ev.Inner.Family != 0 {
+		j.Inner = ev.Inner
+		j.IPID = ev.IPID
+	}
+	if ev.Encap() && !j.Encap {
+		j.Encap, j.VNI, j.Outer = true, ev.VNI, ev.Outer
+	}
+	if ev.Hook == tracer.HookDrop && (!j.hasDrop || ev.Time >= j.dropMono) {
+		j.hasDrop, j.dropMono, j.dropCode, j.dropLoc = true, ev.Time, ev.Reason, ev.Location
+	}
+	if len(j.Steps) >= c.opts.MaxSteps {
+		j.EventsOmitted++
+	} else {
+		c.addStep(j, ev)
+	}
+	c.touch(j)
+}
+
+func (c *Correlator) addStep(j *journey, ev *tracer.Event) {
+	s := Step{
+		Mono:    ev.Time,
+		HopID:   -1,
+		NetNS:   ev.NetNS,
+		Ifindex: ev.Ifindex,
+		Dir:     ev.Hook.String(),
+		Encap:   ev.Encap(),
+		Len:     ev.Len,
+	}
+	if s.Encap {
+		s.VNI = ev.VNI
+	}
+	if h, ok := c.lookup(ev.NetNS, ev.Ifindex); ok {
+		s.HopID, s.Ifname, s.Kind = h.ID, h.Ifname, h.Kind
+	} else {
+		s.Ifname = c.unknownName(ev.NetNS, ev.Ifindex)
+	}
+	if ev.Time < j.First {
+		j.First = ev.Time
+		for i := range j.Steps {
+			j.Steps[i].Time = j.Steps[i].Mono - j.First
+		}
+	}
+	s.Time = ev.Time - j.First
+
+	// Events come per CPU, so a few arrive late: insertion sort from the
+	// end is cheap because they are almost always in order already. Equal
+	// times keep arrival order.
+	j.Steps = append(j.Steps, s)
+	i := len(j.Steps) - 1
+	for i > 0 && j.Steps[i-1].Mono > s.Mono {
+		i--
+	}
+	if i < len(j.Steps)-1 {
+		copy(j.Steps[i+1:], j.Steps[i:len(j.Steps)-1])
+		j.Steps[i] = s
+	}
+}
+
+func (c *Correlator) lookup(netns, ifindex uint32) (*topo.Hop, bool) {
+	if c.opts.Hops == nil {
+		return nil, false
+	}
+	return c.opts.Hops.Lookup(netns, ifindex)
+}
+
+// unknownName names an interface that is not a known hop. Ifindex 0 means
+// the skb had no device (kfree_skb after the stack cleared it).
+func (c *Correlator) unknownName(netns, ifindex uint32) string {
+	if ifindex == 0 {
+		return ""
+	}
+	k := topo.Key{NetNS: netns, Ifindex: ifindex}
+	if n, ok := c.unknown[k]; ok {
+		return n
+	}
+	n := "if" + strconv.FormatUint(uint64(ifindex), 10)
+	if len(c.unknown) < maxUnknownNames {
+		c.unknown[k] = n
+	}
+	return n
+}
+
+// touch moves j to the tail of the list its outcome puts it on.
+func (c *Correlator) touch(j *journey) {
+	want := &c.open
+	if v, _ := Decide(j.Steps); v != Vanished {
+		want = &c.settled
+	}
+	if j.list != nil {
+		j.list.remove(j)
+	}
+	c.seq++
+	j.seq = c.seq
+	want.push(j)
+}
+
+func (c *Correlator) get() *journey {
+	if n := len(c.free); n > 0 {
+		j := c.free[n-1]
+		c.free = c.free[:n-1]
+		return j
+	}
+	return &journey{Packet: Packet{Steps: make([]Step, 0, 16)}}
+}
+
+func (c *Correlator) put(j *journey) {
+	steps := j.Steps[:0]
+	*j = journey{}
+	j.Steps = steps
+	c.free = append(c.free, j)
+}
+
+// Expire emits every journey that saw no event for Timeout (or for Grace
+// once it has an outcome). now is CLOCK_MONOTONIC ns, the clock of
+// tracer.Event.Time; when replaying recorded events pass the newest event
+// time instead.
+//
+// emit must not keep the *Packet, or anything it points to, after it
+// returns: the storage is reused for later journeys. Use Packet.Clone to
+// keep one.
+func (c *Correlator) Expire(now uint64, emit func(*Packet)) {
+	c.expireList(&c.settled, now, uint64(c.opts.Grace), emit)
+	c.expireList(&c.open, now, uint64(c.opts.Timeout), emit)
+}
+
+func (c *Correlator) expireList(l *jlist, now, after uint64, emit func(*Packet)) {
+	// The list is in touch order, which follows event time closely enough
+	// to stop at the first journey that is still live; one that was
+	// touched later but is older by a few µs goes on the next call.
+	for j := l.head; j != nil; {
+		if now < j.Last || now-j.Last < after {
+			return
+		}
+		next := j.next
+		c.emit(j, emit)
+		c.stats.Emitted++
+		j = next
+	}
+}
+
+// Flush emits every journey, in order of first sighting; the trace is over.
+// The same rule as for Expire's emit applies.
+func (c *Correlator) Flush(emit func(*Packet)) {
+	all := make([]*journey, 0, len(c.byFP))
+	for _, l := range []*jlist{&c.settled, &c.open} {
+		for j := l.head; j != nil; j = j.next {
+			all = append(all, j)
+		}
+	}
+	slices.SortStableFunc(all, func(a, b *journey) int {
+		switch {
+		case a.First < b.First:
+			return -1
+		case a.First > b.First:
+			return 1
+		}
+		return 0
+	})
+	for _, j := range all {
+		c.emit(j, emit)
+		c.stats.Emitted++
+	}
+}
+
+func (c *Correlator) evictOldest() {
+	j := c.open.head
+	if s := c.settled.head; j == nil || (s != nil && s.seq < j.seq) {
+		j = s
+	}
+	if j == nil {
+		return
+	}
+	c.stats.Evicted++
+	c.emit(j, c.opts.OnEvict)
+}
+
+// emit finishes j, hands it to fn (if any) and recycles it.
+func (c *Correlator) emit(j *journey, fn func(*Packet)) {
+	j.list.remove(j)
+	delete(c.byFP, j.ID)
+	if fn != nil {
+		c.finish(j)
+		fn(&j.Packet)
+	}
+	c.put(j)
+}
+
+// finish derives bridge steps and decides the verdict.
+func (c *Correlator) finish(j *journey) {
+	j.Steps = c.deriveBridges(j.Steps)
+	v, i := Decide(j.Steps)
+	j.Verdict = v
+	j.LastHop = -1
+	if i >= 0 {
+		j.LastHop = j.Steps[i].HopID
+	}
+	if v != Dropped {
+		return
+	}
+	s := &j.Steps[dropSite(j.Steps, i)]
+	j.LastHop = s.HopID
+	j.drop = Drop{
+		Code:   j.dropCode,
+		HopID:  s.HopID,
+		Ifname: s.Ifname,
+		NetNS:  s.NetNS,
+	}
+	if c.opts.Namer != nil {
+		j.drop.Reason = c.opts.Namer.DropReason(j.dropCode)
+		j.drop.Location = c.opts.Namer.Symbol(j.dropLoc)
+	} else {
+		j.drop.Reason = "reason_" + strconv.FormatUint(uint64(j.dropCode), 10)
+		j.drop.Location = "0x" + strconv.FormatUint(j.dropLoc, 16)
+	}
+	j.Drop = &j.drop
+}
+
+// deriveBridges inserts a "fwd" step at the bridge between a port's rx and
+// the next tx on another device of the same namespace: the bridge's own
+// device has no tracepoint when it forwards, so without this the path would
+// jump from one port to the other.
+func (c *Correlator) deriveBridges(steps []Step) []Step {
+	if c.opts.Hops == nil {
+		return steps
+	}
+	for i := 0; i < len(steps); i++ {
+		rx := steps[i]
+		if rx.Dir != DirRx || rx.HopID < 0 {
+			continue
+		}
+		port, ok := c.opts.Hops.Lookup(rx.NetNS, rx.Ifindex)
+		if !ok || port.Master == "" {
+			continue
+		}
+		br, ok := c.opts.Hops.ByName(rx.NetNS, port.Master)
+		if !ok {
+			continue
+		}
+		// TC sightings sit around the tracepoints; look past them.
+		j := i + 1
+		for j < len(steps) && (steps[j].Dir == DirTCIn || steps[j].Dir == DirTCOut) {
+			j++
+		}
+		if j == len(steps) {
+			continue
+		}
+		tx := steps[j]
+		if tx.Dir != DirTx || tx.NetNS != rx.NetNS || tx.Ifindex == rx.Ifindex || tx.Ifindex == br.Ifindex {
+			continue
+		}
+		if out, ok := c.opts.Hops.Lookup(tx.NetNS, tx.Ifindex); ok && out.Master != "" && out.Master != port.Master {
+			continue
+		}
+		// The bridge forwards before the egress TC hook of the out port.
+		k := j
+		for k-1 > i && steps[k-1].Dir == DirTCOut && steps[k-1].NetNS == tx.NetNS && steps[k-1].Ifindex == tx.Ifindex {
+			k--
+		}
+		steps = slices.Insert(steps, k, Step{
+			Time:    steps[k].Time,
+			Mono:    steps[k].Mono,
+			HopID:   br.ID,
+			Ifname:  br.Ifname,
+			Kind:    br.Kind,
+			NetNS:   br.NetNS.Inode,
+			Ifindex: br.Ifindex,
+			Dir:     DirFwd,
+			Encap:   rx.Encap,
+			VNI:     rx.VNI,
+			Len:     tx.Len,
+			Derived: true,
+		})
+		i = k
+	}
+	return steps
+}
+
+// Clone returns a deep copy of p that the caller may keep.
+func (p *Packet) Clone() *Packet {
+	q := *p
+	q.Steps = slices.Clone(p.Steps)
+	if p.Drop != nil {
+		d := *p.Drop
+		q.Drop = &d
+	}
+	return &q
+}

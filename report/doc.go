@@ -1,0 +1,294 @@
+// Package report owns vxtrace's output: the JSON document
+// (schema vxtrace.trace/v1, described in docs/json.md), the JSONL stream of
+// packets, atomic file writes, and the text the CLI prints.
+package report
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vxtrace/vxtrace/journey"
+	"github.com/vxtrace/vxtrace/topo"
+	"github.com/vxtrace/vxtrace/tracer"
+)
+
+// Schema names this version of the document. Adding optional fields keeps
+// it; any other change makes a new version.
+const Schema = "vxtrace.trace/v1"
+
+// Doc is one trace: what was traced, where, and what happened to each
+// packet.
+type Doc struct {
+	Schema         string     `json:"schema"`
+	Node           string     `json:"node"`
+	Started        time.Time  `json:"started"`
+	Ended          time.Time  `json:"ended"`
+	Filter         Filter     `json:"filter"`
+	Hops           []topo.Hop `json:"hops"`
+	Packets        []Packet   `json:"packets"`
+	PacketsOmitted int        `json:"packets_omitted"`
+	Summary        Summary    `json:"summary"`
+	LostEvents     LostEvents `json:"lost_events"`
+}
+
+// Filter echoes what the trace matched on. Empty fields matched anything.
+type Filter struct {
+	Src      string       `json:"src,omitempty"` // CIDR, inner (or only) header
+	Dst      string       `json:"dst,omitempty"`
+	OuterSrc string       `json:"outer_src,omitempty"` // CIDR, VTEP header
+	OuterDst string       `json:"outer_dst,omitempty"`
+	Proto    string       `json:"proto,omitempty"`
+	Port     uint16       `json:"port,omitempty"`
+	VNI      *uint32      `json:"vni,omitempty"`
+	NetNS    []topo.NetNS `json:"netns,omitempty"` // empty: every namespace
+}
+
+// Packet is one packet's journey.
+type Packet struct {
+	ID            string  `json:"id"` // fingerprint, 16 hex digits
+	Inner         Inner   `json:"inner"`
+	VNI           *uint32 `json:"vni,omitempty"`
+	Outer         *Outer  `json:"outer,omitempty"`
+	Events        []Event `json:"events"`
+	EventsOmitted uint32  `json:"events_omitted,omitempty"`
+	Verdict       string  `json:"verdict"`
+	LastHop       int     `json:"last_hop"`
+	Drop          *Drop   `json:"drop,omitempty"`
+}
+
+// Inner is the overlay packet's headers (or the only ones). Pointer fields
+// are set where they apply to the protocol, so a zero stays visible.
+type Inner struct {
+	Src      string  `json:"src,omitempty"`
+	Dst      string  `json:"dst,omitempty"`
+	Proto    string  `json:"proto,omitempty"`
+	Sport    *uint16 `json:"sport,omitempty"`
+	Dport    *uint16 `json:"dport,omitempty"`
+	IPID     *uint16 `json:"ip_id,omitempty"`
+	ICMPID   *uint16 `json:"icmp_id,omitempty"`
+	ICMPSeq  *uint16 `json:"icmp_seq,omitempty"`
+	ICMPType *uint8  `json:"icmp_type,omitempty"`
+	TCPFlags string  `json:"tcp_flags,omitempty"`
+}
+
+// Outer is the VTEP header of an encapsulated packet.
+type Outer struct {
+	Src   string `json:"src"`
+	Dst   string `json:"dst"`
+	Sport uint16 `json:"sport"`
+	Dport uint16 `json:"dport"`
+}
+
+// Event is one step of a journey.
+type Event struct {
+	TNS     uint64  `json:"t_ns"`
+	Hop     int     `json:"hop"`
+	Ifname  string  `json:"ifname"`
+	NetNS   uint32  `json:"netns"`
+	Dir     string  `json:"dir"`
+	What    string  `json:"what"`
+	Encap   bool    `json:"encap"`
+	VNI     *uint32 `json:"vni,omitempty"`
+	Len     uint32  `json:"len"`
+	Derived bool    `json:"derived,omitempty"`
+}
+
+// Drop says where and why the kernel dropped the packet.
+type Drop struct {
+	Reason     string `json:"reason"`
+	ReasonCode uint32 `json:"reason_code"`
+	Location   string `json:"location"`
+	Hop        int    `json:"hop"`
+	Ifname     string `json:"ifname"`
+	NetNS      uint32 `json:"netns"`
+}
+
+// Summary is complete even when packets were omitted or events lost: the
+// per-hop figures come from in-kernel counters.
+type Summary struct {
+	Packets  int           `json:"packets"`
+	Verdicts VerdictCounts `json:"verdicts"`
+	PerHop   []HopSummary  `json:"per_hop"`
+}
+
+// VerdictCounts counts packets by verdict.
+type VerdictCounts struct {
+	Delivered int `json:"delivered"`
+	Dropped   int `json:"dropped"`
+	LeftNode  int `json:"left_node"`
+	Vanished  int `json:"vanished"`
+}
+
+// HopSummary is one hop's kernel counters.
+type HopSummary struct {
+	Hop         int               `json:"hop"`
+	Ifname      string            `json:"ifname"`
+	NetNS       uint32            `json:"netns"`
+	Seen        uint64            `json:"seen"`
+	Dropped     uint64            `json:"dropped"`
+	DropReasons map[string]uint64 `json:"drop_reasons"`
+}
+
+// LostEvents counts events that never reached the correlator.
+type LostEvents struct {
+	Kernel uint64 `json:"kernel"` // ring buffer reserve failures
+	User   uint64 `json:"user"`   // dropped by the reader or its queue
+	Total  uint64 `json:"total"`
+}
+
+// HopCount is the tracer's in-kernel counters for one interface.
+type HopCount struct {
+	Key     topo.Key
+	Seen    uint64
+	Dropped uint64
+	Reasons map[uint32]uint64 // drop reason code -> packets
+}
+
+// What names a step direction for people.
+func What(dir string) string {
+	switch dir {
+	case journey.DirRx:
+		return "received"
+	case journey.DirTx:
+		return "sent"
+	case journey.DirDrop:
+		return "dropped"
+	case journey.DirConsume:
+		return "consumed"
+	case journey.DirFwd:
+		return "forwarded"
+	case journey.DirTCIn:
+		return "seen at tc ingress"
+	case journey.DirTCOut:
+		return "seen at tc egress"
+	}
+	return dir
+}
+
+// ProtoName names an IP protocol number; unnamed ones are decimal.
+func ProtoName(p uint8) string {
+	switch p {
+	case 1:
+		return "icmp"
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 58:
+		return "icmpv6"
+	case 132:
+		return "sctp"
+	case 47:
+		return "gre"
+	}
+	return strconv.Itoa(int(p))
+}
+
+var tcpFlagNames = [...]string{"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"}
+
+// TCPFlags spells TCP flags as "SYN|ACK".
+func TCPFlags(f uint8) string {
+	var b strings.Builder
+	for i, n := range tcpFlagNames {
+		if f&(1<<i) != 0 {
+			if b.Len() > 0 {
+				b.WriteByte('|')
+			}
+			b.WriteString(n)
+		}
+	}
+	return b.String()
+}
+
+// PacketID formats a fingerprint as the document's packet id.
+func PacketID(fp uint64) string { return fmt.Sprintf("%016x", fp) }
+
+func ptr[T any](v T) *T { return &v }
+
+func isEcho(t tracer.Tuple) bool {
+	switch {
+	case t.Proto == 1 && (t.L4Info == 8 || t.L4Info == 0):
+		return true
+	case t.Proto == 58 && (t.L4Info == 128 || t.L4Info == 129):
+		return true
+	}
+	return false
+}
+
+func inner(t tracer.Tuple, ipid uint16) Inner {
+	var in Inner
+	if t.Family == 0 {
+		return in
+	}
+	in.Src, in.Dst, in.Proto = t.Src.String(), t.Dst.String(), ProtoName(t.Proto)
+	if t.Family == 4 {
+		in.IPID = ptr(ipid)
+	}
+	switch t.Proto {
+	case 6, 17, 132:
+		in.Sport, in.Dport = ptr(t.Sport), ptr(t.Dport)
+		if t.Proto == 6 {
+			in.TCPFlags = TCPFlags(t.L4Info)
+		}
+	case 1, 58:
+		in.ICMPType = ptr(t.L4Info)
+		if isEcho(t) {
+			in.ICMPID, in.ICMPSeq = ptr(t.Sport), ptr(t.Dport)
+		}
+	}
+	return in
+}
+
+// FromJourney converts a journey to its document form. It copies
+// everything, so it may be called inside a correlator's emit.
+func FromJourney(p *journey.Packet) Packet {
+	out := Packet{
+		ID:            PacketID(p.ID),
+		Inner:         inner(p.Inner, p.IPID),
+		Events:        make([]Event, len(p.Steps)),
+		EventsOmitted: p.EventsOmitted,
+		Verdict:       string(p.Verdict),
+		LastHop:       p.LastHop,
+	}
+	if p.Encap {
+		out.VNI = ptr(p.VNI)
+		out.Outer = &Outer{Src: addr(p.Outer), Dst: addrDst(p.Outer), Sport: p.Outer.Sport, Dport: p.Outer.Dport}
+	}
+	for i, s := range p.Steps {
+		e := Event{
+			TNS:     s.Time,
+			Hop:     s.HopID,
+			Ifname:  s.Ifname,
+			NetNS:   s.NetNS,
+			Dir:     s.Dir,
+			What:    What(s.Dir),
+			Encap:   s.Encap,
+			Len:     s.Len,
+			Derived: s.Derived,
+		}
+		if s.Encap {
+			e.VNI = ptr(s.VNI)
+		}
+		out.Events[i] = e
+	}
+	if d := p.Drop; d != nil {
+		out.Drop = &Drop{Reason: d.Reason, ReasonCode: d.Code, Location: d.Location, Hop: d.HopID, Ifname: d.Ifname, NetNS: d.NetNS}
+	}
+	return out
+}
+
+func addr(t tracer.Tuple) string {
+	if !t.Src.IsValid() {
+		return ""
+	}
+	return t.Src.String()
+}
+
+func addrDst(t tracer.Tuple) string {
+	if !t.Dst.IsValid() {
+		return ""
+	}
+	return t.Dst.String()
+}

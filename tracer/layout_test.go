@@ -1,0 +1,90 @@
+package tracer
+
+import (
+	"testing"
+	"unsafe"
+)
+
+// The generated types mirror bpf/vxtrace.h; DecodeEvent reads raw bytes at
+// fixed offsets. Either drifting from the C layout breaks decoding silently,
+// so pin both here.
+func TestLayout(t *testing.T) {
+	var e vxtraceVxEvent
+	checks := []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"sizeof(vx_event)", unsafe.Sizeof(e), EventSize},
+		{"vx_event.netns", unsafe.Offsetof(e.Netns), 32},
+		{"vx_event.vni", unsafe.Offsetof(e.Vni), 48},
+		{"vx_event.hook", unsafe.Offsetof(e.Hook), 54},
+		{"vx_event.inner", unsafe.Offsetof(e.Inner), 56},
+		{"vx_event.outer", unsafe.Offsetof(e.Outer), 96},
+		{"vx_tuple.sport", unsafe.Offsetof(e.Inner.Sport), 32},
+		{"vx_tuple.family", unsafe.Offsetof(e.Inner.Family), 37},
+		{"sizeof(vx_config)", unsafe.Sizeof(vxtraceVxConfig{}), 4*20 + 8 + 4 + 4 + 8 + 2 + 6},
+		{"sizeof(vx_hop_stats)", unsafe.Sizeof(vxtraceVxHopStats{}), 64},
+		{"sizeof(vx_drop_key)", unsafe.Sizeof(vxtraceVxDropKey{}), 16},
+		{"sizeof(vx_track)", unsafe.Sizeof(vxtraceVxTrack{}), 24},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestDecodeEventRoundTrip(t *testing.T) {
+	raw := make([]byte, EventSize)
+	raw[32] = 0x78 // netns
+	raw[48] = 0x01 // vni 4097
+	raw[49] = 0x10
+	raw[54] = byte(HookDrop)
+	raw[55] = FlagEncap
+	raw[56+37] = 4 // inner family
+	copy(raw[56:], []byte{10, 0, 1, 3})
+	copy(raw[56+16:], []byte{10, 0, 1, 4})
+	raw[56+36] = 1 // icmp
+	var e Event
+	if err := DecodeEvent(raw, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.NetNS != 0x78 || e.VNI != 4097 || e.Hook != HookDrop || !e.Encap() {
+		t.Fatalf("decoded %+v", e)
+	}
+	if e.Inner.Src.String() != "10.0.1.3" || e.Inner.Dst.String() != "10.0.1.4" || e.Inner.Proto != 1 {
+		t.Fatalf("inner %+v", e.Inner)
+	}
+	if e.Outer.Src.IsValid() {
+		t.Fatalf("outer should be empty: %+v", e.Outer)
+	}
+	if err := DecodeEvent(raw[:EventSize-1], &e); err == nil {
+		t.Fatal("short record decoded without error")
+	}
+}
+
+func BenchmarkDecodeEvent(b *testing.B) {
+	raw := make([]byte, EventSize)
+	raw[56+37] = 4
+	raw[96+37] = 4
+	var e Event
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = DecodeEvent(raw, &e)
+	}
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	f.Add(make([]byte, EventSize))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var e Event
+		err := DecodeEvent(b, &e)
+		if (err == nil) != (len(b) >= EventSize) {
+			t.Fatalf("len %d: err %v", len(b), err)
+		}
+		if err == nil && e.Inner.Family != 4 && e.Inner.Family != 6 && e.Inner.Src.IsValid() {
+			t.Fatalf("address set for family %d", e.Inner.Family)
+		}
+	})
+}
