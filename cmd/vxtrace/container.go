@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/vxtrace/vxtrace/docker"
+	"github.com/vxtrace/vxtrace/topo"
+)
+
+// containerScope is what --container resolved to.
+type containerScope struct {
+	eng        docker.Engine
+	scope      *docker.NodeScope
+	namespaces []topo.NetNS
+	netnsDirs  []string
+	dst        netip.Prefix
+
+	mu      sync.Mutex
+	stopMsg string
+}
+
+func dockerError(err error) error {
+	switch {
+	case errors.Is(err, docker.ErrNotFound), errors.Is(err, docker.ErrNotRunning),
+		errors.Is(err, docker.ErrNoNetwork), errors.Is(err, docker.ErrUnreachable):
+		return usageError{err.Error()}
+	}
+	return err
+}
+
+func resolveContainer(ctx context.Context, f *filterFlags, progress func(string)) (*containerScope, error) {
+	progress("asking Docker about " + f.container)
+	eng, err := docker.Open(ctx, f.dockerHost)
+	if err != nil {
+		return nil, dockerError(err)
+	}
+	cs := &containerScope{eng: eng}
+	cs.scope, err = docker.Scope(ctx, eng, f.container)
+	if err != nil {
+		eng.Close()
+		return nil, dockerError(err)
+	}
+	cs.namespaces = cs.scope.NetNS
+	if d := cs.scope.Daemon; d.ExecRoot != "" {
+		cs.netnsDirs = append(cs.netnsDirs, d.Path(filepath.Join(d.ExecRoot, "netns")))
+	}
+	if f.to != "" {
+		ips, err := docker.Resolve(ctx, eng, f.to)
+		if err != nil {
+			eng.Close()
+			return nil, usagef("--to %s: %v", f.to, err)
+		}
+		cs.dst = netip.PrefixFrom(ips[0], ips[0].BitLen())
+	}
+	return cs, nil
+}
+
+// watch ends the trace when the container stops: its namespace and veth go
+// away, and tracing a dead path would only ever say "vanished".
+func (c *containerScope) watch(ctx context.Context, stderr io.Writer) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	id := c.scope.Container.ID
+	go func() {
+		defer cancel()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			cur, err := c.eng.Container(ctx, id)
+			if ctx.Err() != nil {
+				return
+			}
+			var msg string
+			switch {
+			case errors.Is(err, docker.ErrNotFound):
+				msg = fmt.Sprintf("container %s was removed", c.scope.Container.Name)
+			case err != nil:
+				continue // a daemon restart is not the container stopping
+			case !cur.Running:
+				msg = fmt.Sprintf("container %s stopped (state %s)", c.scope.Container.Name, cur.State)
+			default:
+				continue
+			}
+			c.mu.Lock()
+			c.stopMsg = msg
+			c.mu.Unlock()
+			return
+		}
+	}()
+	return ctx
+}
+
+func (c *containerScope) stopped() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopMsg
+}
+
+func (c *containerScope) Close() error { return c.eng.Close() }

@@ -1,0 +1,89 @@
+// Command vxtrace traces packets through container overlay networks
+// (VXLAN, veth, bridges) with eBPF and says where and why they die.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const topUsage = `vxtrace: where did my overlay packet go?
+
+Usage:
+  vxtrace [tui] [flags]          live per-hop view (the default)
+  vxtrace trace [flags]          follow matching packets, print verdicts, exit
+  vxtrace topology [flags]       print the hop chain that would be traced
+  vxtrace version [--features]   version, and what this kernel offers
+
+Run 'vxtrace COMMAND -h' for a command's flags.`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// errDrops makes --fail-on-drop exit 1 without printing anything more.
+var errDrops = errors.New("packets were dropped")
+
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errDrops):
+		return 1
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "vxtrace: %s\n", ue.msg)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "vxtrace: %v\n", err)
+		return 1
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "tui"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "trace":
+		return runTrace(ctx, args, stdout, stderr)
+	case "tui":
+		return runTUI(ctx, args, stdout, stderr)
+	case "topology":
+		return runTopology(ctx, args, stdout, stderr)
+	case "version":
+		return runVersion(ctx, args, stdout, stderr)
+	case "help":
+		fmt.Fprintln(stdout, topUsage)
+		return nil
+	}
+	return usagef("unknown command %q (commands: trace, tui, topology, version)", cmd)
+}
+
+// newLogger logs to a file when asked, else to stderr at warning level, so
+// that a log line never lands on the TUI or in the middle of a trace.
+func newLogger(path string, stderr io.Writer, verbose bool) (*slog.Logger, func(), error) {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	if path == "" {
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, usagef("--log-file %s: %v", path, err)
+	}
+	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})), func() { f.Close() }, nil
+}

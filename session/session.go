@@ -1,0 +1,266 @@
+// Package session owns one running trace: it resolves the scope to
+// namespaces and hops, starts the tracer, moves events from the ring-buffer
+// reader to the correlator without ever blocking the reader, and hands out
+// finished packets and counter snapshots. The CLI and the TUI both drive it.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vxtrace/vxtrace/journey"
+	"github.com/vxtrace/vxtrace/topo"
+	"github.com/vxtrace/vxtrace/tracer"
+)
+
+// Options configure a session.
+type Options struct {
+	Tracer tracer.Config // NetNS is filled from Scope
+	// Scope lists the namespaces to trace; empty means every namespace.
+	Scope []topo.NetNS
+	// ExtraNetNSDirs are searched for namespaces besides /run/netns and
+	// Docker's default directory (e.g. a dockerd --exec-root).
+	ExtraNetNSDirs []string
+	Timeout        time.Duration // a journey unseen this long gets its verdict
+	MaxJourneys    int
+	QueueBatches   int // reader-to-correlator queue, in batches
+	Log            *slog.Logger
+	// Progress reports slow start-up steps; nil is quiet.
+	Progress func(string)
+}
+
+// Session is one trace. Its methods are safe for concurrent use unless
+// noted.
+type Session struct {
+	opts  Options
+	log   *slog.Logger
+	tr    *tracer.Tracer
+	rd    *tracer.Reader
+	names *tracer.Names
+
+	mu   sync.Mutex // guards topo and corr
+	topo *topo.Topology
+	corr *journey.Correlator
+
+	queue     chan []tracer.Event
+	free      chan []tracer.Event
+	userLost  atomic.Uint64
+	events    atomic.Uint64
+	started   time.Time
+	attachErr error
+}
+
+// Start discovers the hops in scope, loads and attaches the tracer, and
+// opens the reader. Close undoes all of it.
+func Start(ctx context.Context, o Options) (s *Session, err error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+	if o.QueueBatches <= 0 {
+		o.QueueBatches = 256
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	s = &Session{opts: o, log: o.Log, started: time.Now()}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	progress("discovering namespaces and hops")
+	nss := o.Scope
+	if len(nss) == 0 {
+		nss, err = topo.ListNamespaces(o.ExtraNetNSDirs...)
+		if err != nil {
+			return nil, fmt.Errorf("listing network namespaces: %w", err)
+		}
+	}
+	s.topo, err = topo.Discover(nss)
+	if err != nil {
+		return nil, fmt.Errorf("discovering hops: %w", err)
+	}
+
+	s.names, err = tracer.NewNames()
+	if err != nil {
+		return nil, err
+	}
+
+	cfg := o.Tracer
+	cfg.Log = o.Log
+	cfg.NetNS = nil
+	for _, ns := range o.Scope {
+		cfg.NetNS = append(cfg.NetNS, ns.Inode)
+	}
+	progress("loading BPF programs")
+	s.tr, err = tracer.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	progress("attaching to hops")
+	if err := s.tr.AttachHops(s.tcHops()); err != nil {
+		// A blind hop is shown, not fatal: the tracepoints still see it.
+		s.attachErr = err
+		o.Log.Warn("some hops have no TC probe", "err", err)
+	}
+	s.rd, err = s.tr.NewReader(0, 0)
+	if err != nil {
+		return nil, err
+	}
+	s.corr = journey.New(journey.Options{Hops: s.topo, Namer: s.names, Timeout: o.Timeout, MaxJourneys: o.MaxJourneys})
+	s.queue = make(chan []tracer.Event, o.QueueBatches)
+	s.free = make(chan []tracer.Event, o.QueueBatches+2)
+	return s, nil
+}
+
+// tcHops are the hops worth a TC probe: every role on the overlay path.
+// Other interfaces are still seen by the tracepoints. The returned slice
+// aliases the topology, so AttachHops can mark blind hops.
+func (s *Session) tcHops() []topo.Hop {
+	return s.topo.Hops
+}
+
+// Features reports what the kernel allowed.
+func (s *Session) Features() tracer.Features { return s.tr.Features() }
+
+// AttachError is the error of hops whose TC probe could not attach.
+func (s *Session) AttachError() error { return s.attachErr }
+
+// Names resolves drop reasons and kernel symbols.
+func (s *Session) Names() *tracer.Names { return s.names }
+
+// Hops returns a copy of the known hops.
+func (s *Session) Hops() []topo.Hop {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]topo.Hop(nil), s.topo.Hops...)
+}
+
+// Topology returns the live topology; hold no reference across Run.
+func (s *Session) Topology() *topo.Topology { return s.topo }
+
+// Run reads events until ctx is done or stop returns true, calling emit for
+// every packet that gets a verdict. emit runs on the correlator goroutine;
+// the *Packet is only valid during the call. At the end every open journey
+// is flushed through emit.
+func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	readErr := make(chan error, 1)
+	go func() {
+		readErr <- s.rd.Run(ctx, s.hand)
+		close(s.queue)
+	}()
+
+	stopped := false
+	wrap := func(p *journey.Packet) {
+		if stopped {
+			return
+		}
+		if emit(p) {
+			stopped = true
+			cancel()
+		}
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case batch, ok := <-s.queue:
+			if !ok {
+				s.mu.Lock()
+				s.corr.Flush(wrap)
+				s.mu.Unlock()
+				if err := <-readErr; err != nil && !errors.Is(err, context.Canceled) {
+					return err
+				}
+				return nil
+			}
+			s.mu.Lock()
+			for i := range batch {
+				s.corr.Add(&batch[i])
+			}
+			s.mu.Unlock()
+			s.events.Add(uint64(len(batch)))
+			select {
+			case s.free <- batch[:0]:
+			default:
+			}
+		case <-tick.C:
+			s.mu.Lock()
+			s.corr.Expire(monotonicNow(), wrap)
+			s.mu.Unlock()
+		}
+	}
+}
+
+// hand runs on the reader goroutine. It must never block: a full queue
+// means the correlator is behind, and the batch is counted as lost.
+func (s *Session) hand(batch []tracer.Event) {
+	var buf []tracer.Event
+	select {
+	case buf = <-s.free:
+	default:
+		buf = make([]tracer.Event, 0, len(batch))
+	}
+	buf = append(buf, batch...)
+	select {
+	case s.queue <- buf:
+	default:
+		s.userLost.Add(uint64(len(batch)))
+	}
+}
+
+// Lost returns events lost in the kernel (ring full) and in user space
+// (queue full).
+func (s *Session) Lost() (kernel, user uint64) {
+	st, err := s.tr.Stats()
+	if err == nil {
+		kernel = st.Lost
+	}
+	return kernel, s.userLost.Load()
+}
+
+// Events is the number of events correlated so far.
+func (s *Session) Events() uint64 { return s.events.Load() }
+
+// Counters reads the in-kernel per-hop counters.
+func (s *Session) Counters() (map[topo.Key]tracer.HopCounters, map[tracer.DropKey]uint64, error) {
+	hc, err := s.tr.HopCounters()
+	if err != nil {
+		return nil, nil, err
+	}
+	dc, err := s.tr.DropCounters()
+	if err != nil {
+		return nil, nil, err
+	}
+	return hc, dc, nil
+}
+
+// Tracer exposes the tracer for statistics.
+func (s *Session) Tracer() *tracer.Tracer { return s.tr }
+
+// Close detaches everything. Safe to call more than once.
+func (s *Session) Close() error {
+	var errs []error
+	if s.rd != nil {
+		errs = append(errs, s.rd.Close())
+		s.rd = nil
+	}
+	if s.tr != nil {
+		errs = append(errs, s.tr.Close())
+		s.tr = nil
+	}
+	return errors.Join(errs...)
+}
