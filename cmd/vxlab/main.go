@@ -52,7 +52,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("no command\n%s", usage)
+		return usagef("no command (run `vxlab help`)")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string) error {
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
-	return usagef("unknown command %q\n%s", cmd, usage)
+	return usagef("unknown command %q (run `vxlab help`)", cmd)
 }
 
 func newFlags(name string) *flag.FlagSet {
