@@ -295,13 +295,14 @@ func endpointOf(c Container, l Link) string {
 }
 
 // nodeName names the node namespace: its /var/run/netns name if it has one
-// (as the labs' nodes do), "host" if it is PID 1's, else "dockerd".
+// (as the labs' nodes do), "host" if it is the init namespace, else
+// "dockerd".
 func nodeName(ino uint32) string {
 	if p := bindMount(ino); p != "" {
 		return filepath.Base(p)
 	}
-	if i, err := nsInode("/proc/1/ns/net"); err == nil && i == ino {
-		return "host"
+	if i, err := topo.InitNetNSInode(); err == nil && i == ino {
+		return topo.HostName
 	}
 	return "dockerd"
 }

@@ -173,10 +173,17 @@ func (c *Correlator) Add(ev *tracer.Event) {
 	if ev.Hook == tracer.HookDrop && (!j.hasDrop || ev.Time >= j.dropMono) {
 		j.hasDrop, j.dropMono, j.dropCode, j.dropLoc = true, ev.Time, ev.Reason, ev.Location
 	}
-	if len(j.Steps) >= c.opts.MaxSteps {
-		j.EventsOmitted++
-	} else {
+	switch {
+	case len(j.Steps) < c.opts.MaxSteps:
 		c.addStep(j, ev)
+	case ev.Hook == tracer.HookDrop:
+		// A packet that loops until the kernel drops it: the drop is the
+		// step that matters, so it takes the place of the latest one.
+		j.EventsOmitted++
+		j.Steps = j.Steps[:len(j.Steps)-1]
+		c.addStep(j, ev)
+	default:
+		j.EventsOmitted++
 	}
 	c.touch(j)
 }

@@ -196,10 +196,10 @@ func TestVerdicts(t *testing.T) {
 		{"delivered without consume", full[:10], Delivered, 9, nil, 12},
 		{
 			// The no-listener case: the container got it, the stack then
-			// dropped it; the container hop still counts as delivered.
+			// dropped it (NO_SOCKET). Its final fate decides: dropped.
 			"delivered then dropped",
 			append(slices.Clone(full[:10]), dropEv(fp, 11, nsC2, 2, 3, 0xffffffff81aa0000)),
-			Delivered, 9, nil, 13,
+			Dropped, 9, &Drop{Reason: "reason_3", Code: 3, Location: "sym_ffffffff81aa0000", HopID: 9, Ifname: "eth0", NetNS: nsC2}, 13,
 		},
 		{
 			"dropped at n2 firewall, no device",
@@ -289,7 +289,9 @@ func TestDecide(t *testing.T) {
 		{"consume after tx", []Step{st(DirTx, topo.KindVeth, 1), st(DirConsume, "", 1)}, Vanished, 0},
 		{"drop", []Step{st(DirRx, topo.KindNIC, 5), st(DirDrop, "", 5)}, Dropped, 1},
 		{"last drop decides", []Step{st(DirDrop, "", 1), st(DirRx, topo.KindNIC, 5), st(DirDrop, "", 5)}, Dropped, 2},
-		{"container beats drop", []Step{st(DirDrop, "", 1), st(DirRx, topo.KindContainer, 9)}, Delivered, 1},
+		{"container beats an earlier drop", []Step{st(DirDrop, "", 1), st(DirRx, topo.KindContainer, 9)}, Delivered, 1},
+		{"drop after the container decides", []Step{st(DirRx, topo.KindContainer, 9), st(DirDrop, "", 9)}, Dropped, 1},
+		{"drop after the container, then a derived step", []Step{st(DirRx, topo.KindContainer, 9), st(DirDrop, "", 9), derived}, Dropped, 1},
 		{"tx nic", []Step{st(DirTx, topo.KindVXLAN, 3), st(DirTx, topo.KindNIC, 4)}, LeftNode, 1},
 		{"tc egress nic", []Step{st(DirTCOut, topo.KindNIC, 4)}, LeftNode, 0},
 		{"tx nic then consume", []Step{st(DirTx, topo.KindNIC, 4), st(DirConsume, "", 4)}, LeftNode, 0},
@@ -460,6 +462,18 @@ func TestMaxSteps(t *testing.T) {
 	// 4 observed steps plus the derived bridge step.
 	if len(p.Steps) != 5 || p.EventsOmitted != 7 || p.Last != 1_000_010_000 {
 		t.Fatalf("steps %d omitted %d last %d", len(p.Steps), p.EventsOmitted, p.Last)
+	}
+}
+
+func TestMaxStepsKeepsTheDrop(t *testing.T) {
+	var evs []tracer.Event
+	for i := range 10 {
+		evs = append(evs, ev(1, uint64(i), tracer.HookTx, nsSw, 3, true))
+	}
+	evs = append(evs, dropEv(1, 10, nsSw, 3, 6, 0x10))
+	p := run(t, Options{MaxSteps: 4, Namer: fakeNamer{}}, evs)[0]
+	if len(p.Steps) != 4 || p.EventsOmitted != 7 || p.Verdict != Dropped || p.Drop == nil || p.Drop.Reason != "NETFILTER_DROP" {
+		t.Fatalf("steps %v omitted %d verdict %s drop %+v", view(p), p.EventsOmitted, p.Verdict, p.Drop)
 	}
 }
 

@@ -24,14 +24,27 @@ func outbound(dir string) bool { return dir == DirTx || dir == DirTCOut }
 // verdict and the index of the step that decided it (the step whose hop is
 // the packet's last hop), or -1 when there are no steps.
 //
+//   - dropped: the last step the tracer saw is a drop. The packet's final
+//     fate wins: a SYN that reached the container and was then dropped
+//     there (no socket, the container's firewall) was not delivered;
 //   - delivered: a step received the packet at a container hop, or a
 //     consume step directly follows a receive (a local socket took it);
-//   - dropped: otherwise, if any step is a drop (the last one decides);
+//   - dropped: otherwise, if any step is a drop (the last one decides; a
+//     dropped clone of a packet that went on elsewhere);
 //   - left_node: otherwise, if the last step that is not a consume sent the
 //     packet out of an underlay NIC (the consume is the NIC freeing it after
 //     transmission);
 //   - vanished: anything else; the last step that is not a consume decides.
 func Decide(steps []Step) (Verdict, int) {
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i].Derived {
+			continue
+		}
+		if steps[i].Dir == DirDrop {
+			return Dropped, i
+		}
+		break
+	}
 	for i := range steps {
 		s := &steps[i]
 		if inbound(s.Dir) && s.Kind == topo.KindContainer {

@@ -5,6 +5,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,6 +80,11 @@ type dockerState struct {
 	Nodes      map[Role]*dockerNode  `json:"nodes"`
 	NetworkID  string                `json:"network_id,omitempty"`
 	Containers map[Role]dockerCtrRec `json:"containers,omitempty"`
+	// OverlayIDs are the swarm's overlay networks (ingress and
+	// DockerNetwork) and ContainerIDs every container seen on the nodes:
+	// Down removes files Docker keeps for them outside the lab's dirs.
+	OverlayIDs   []string `json:"overlay_ids,omitempty"`
+	ContainerIDs []string `json:"container_ids,omitempty"`
 }
 
 // dockerNode is one dockerd.
@@ -137,6 +144,8 @@ func loadDockerState(st *State) *dockerState {
 				}
 			}
 			ds.NetworkID = rec.NetworkID
+			ds.OverlayIDs = rec.OverlayIDs
+			ds.ContainerIDs = rec.ContainerIDs
 			for r, c := range rec.Containers {
 				ds.Containers[r] = c
 			}
@@ -321,7 +330,12 @@ func UpDocker(ctx context.Context, cfg Config, progress func(string)) (_ *Lab, e
 			return fmt.Errorf("reading the VNI of %s: %q: %w", DockerNetwork, out, err)
 		}
 		l.st.VNI = uint32(vni)
-		return l.save()
+		out, err = ds.Nodes[RoleN1].docker(ctx, nil, "network", "ls", "--quiet", "--no-trunc", "--filter", "driver=overlay")
+		if err != nil {
+			return err
+		}
+		ds.OverlayIDs = strings.Fields(out)
+		return l.saveDocker(ds)
 	}); err != nil {
 		return nil, err
 	}
@@ -515,6 +529,7 @@ func (l *Lab) runContainer(ctx context.Context, ds *dockerState, n *dockerNode, 
 		return err
 	}
 	ds.Containers[r] = dockerCtrRec{Node: n.Role, Name: name, ID: strings.TrimSpace(out)}
+	ds.ContainerIDs = append(ds.ContainerIDs, strings.TrimSpace(out))
 	if err := l.saveDocker(ds); err != nil {
 		return err
 	}
@@ -588,8 +603,13 @@ func downDocker(st *State) error {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		if out, err := n.docker(ctx, nil, "ps", "--all", "--quiet"); err == nil {
-			if ids := strings.Fields(out); len(ids) > 0 {
+		if out, err := n.docker(ctx, nil, "network", "ls", "--quiet", "--no-trunc", "--filter", "driver=overlay"); err == nil {
+			ds.OverlayIDs = append(ds.OverlayIDs, strings.Fields(out)...)
+		}
+		if out, err := n.docker(ctx, nil, "ps", "--all", "--quiet", "--no-trunc"); err == nil {
+			ids := strings.Fields(out)
+			ds.ContainerIDs = append(ds.ContainerIDs, ids...)
+			if len(ids) > 0 {
 				if _, err := n.docker(ctx, nil, append([]string{"rm", "--force", "--volumes"}, ids...)...); err != nil {
 					errs = append(errs, err)
 				}
@@ -611,11 +631,18 @@ func downDocker(st *State) error {
 		}
 		removeCgroup(n.CgroupParent)
 	}
-	if ds.NetworkID != "" {
-		// libnetwork writes the load-balancer sandbox's hosts and
-		// resolv.conf under the default data root, whatever --data-root says.
-		os.RemoveAll(filepath.Join("/var/lib/docker/network/files", "lb_"+ds.NetworkID))
+	for _, id := range append(ds.OverlayIDs, ds.NetworkID) {
+		if id != "" && !strings.ContainsAny(id, "/.") {
+			// libnetwork writes a load-balancer sandbox's hosts and
+			// resolv.conf under the default data root, whatever
+			// --data-root says.
+			os.RemoveAll(filepath.Join("/var/lib/docker/network/files", "lb_"+id))
+		}
 	}
+	for _, c := range ds.Containers {
+		ds.ContainerIDs = append(ds.ContainerIDs, c.ID)
+	}
+	removeShimSockets(ds)
 	if err := unmountUnder(ds.Dir); err != nil {
 		errs = append(errs, err)
 	}
@@ -624,6 +651,22 @@ func downDocker(st *State) error {
 	}
 	cleanSharedPaths()
 	return errors.Join(errs...)
+}
+
+// removeShimSockets removes the sockets containerd's runc shims leave in
+// /run/containerd/s, which is fixed whatever containerd's own paths are. A
+// shim names its socket sha256(<containerd address>/<namespace>/<id>).
+func removeShimSockets(ds *dockerState) {
+	for _, n := range ds.Nodes {
+		addr := filepath.Join(n.ExecRoot, "containerd", "containerd.sock")
+		for _, id := range ds.ContainerIDs {
+			if id == "" {
+				continue
+			}
+			sum := sha256.Sum256([]byte(filepath.Join(addr, "moby", id)))
+			_ = os.Remove(filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:])))
+		}
+	}
 }
 
 // daemonUp reports whether a daemon answers within a second.
@@ -876,6 +919,9 @@ func anyDockerd() bool {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
+		}
+		if !procExists(pid) {
+			continue // zombies wait for init; they hold nothing
 		}
 		if c, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
 			switch strings.TrimSpace(string(c)) {

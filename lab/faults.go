@@ -105,7 +105,7 @@ var faultTable = []FaultInfo{
 		// DF clear, so n1 itself would fragment rather than drop if its own
 		// eth0 were the small one. Small pings pass.
 		Fault:       FaultUnderlayMTU,
-		Seed:        "000: underlay path narrower than the overlay MTU assumes",
+		Seed:        "none: the classic overlay MTU black hole (LAB-NOTES)",
 		Description: fmt.Sprintf("sw's port towards n1 has MTU %d, so a 1450-byte overlay packet (1500 encapsulated) is dropped by the veth; small packets pass", FaultMTU),
 		Probe:       bigPing,
 		Verdict:     "dropped", Reason: "NOT_SPECIFIED", ReasonCode: 2, Location: "__dev_forward_skb2",
@@ -118,7 +118,7 @@ var faultTable = []FaultInfo{
 		// seen: 113 NO_TX_TARGET vxlan_xmit dev=vxlan0 (ns ov1) /
 		// dev=vxlan100 (ns n1).
 		Fault:       FaultMissingFDB,
-		Seed:        "003/004: overlay control plane did not program the remote endpoint",
+		Seed:        "003: the remote endpoint's FDB entry was never programmed",
 		Description: "node n1's vxlan device has no FDB entry for the remote side (container MAC in docker-layout, remote vxlan100 MAC in flannel-layout)",
 		Probe:       smallPing,
 		Verdict:     "dropped", Reason: "NO_TX_TARGET", ReasonCode: 113, Location: "vxlan_xmit",
@@ -132,7 +132,7 @@ var faultTable = []FaultInfo{
 		// socket finds no device for the VNI, so the packet is still on
 		// the NIC it came in by.
 		Fault:       FaultWrongVNI,
-		Seed:        "003/004: VNI mismatch between the two nodes",
+		Seed:        "003: the two nodes' vxlan devices disagree on the VNI",
 		Description: fmt.Sprintf("node n2's vxlan device uses VNI %d instead of %d", WrongVNI, VNI),
 		Probe:       smallPing,
 		Verdict:     "dropped", Reason: "VXLAN_VNI_NOT_FOUND", ReasonCode: 110, Location: "vxlan_rcv",
@@ -240,7 +240,7 @@ func (l *Lab) SetFault(f Fault, on bool) error {
 	if l.faultOn(f) == on {
 		return nil
 	}
-	if l.st.Docker && f != FaultSwitchDrop && f != FaultNode2InputDrop && f != FaultUnderlayMTU {
+	if l.st.Docker && (f == FaultMissingFDB || f == FaultWrongVNI) {
 		return fmt.Errorf("fault %s is not supported in docker mode: Docker owns the overlay devices", f)
 	}
 	prev := slices.Clone(l.st.Faults)

@@ -302,6 +302,9 @@ func Open(prefix string) (*Lab, error) {
 		prefix = DefaultPrefix
 	}
 	st, err := readState(prefix)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no lab with prefix %q (`vxlab up --prefix %s` makes one): %w", prefix, prefix, os.ErrNotExist)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -213,9 +213,11 @@ func (t *Text) VerdictLine(p *Packet) string {
 	label := ""
 	for i := len(p.Events) - 1; i >= 0; i-- {
 		e := &p.Events[i]
-		if e.Hop == p.LastHop {
+		if e.Hop == p.LastHop && (e.Dir != journey.DirConsume || label == "") {
 			label = t.hopLabel(e.Hop, e.NetNS, e.Ifname)
-			break
+			if e.Dir != journey.DirConsume {
+				break
+			}
 		}
 	}
 	if label == "" {
@@ -259,7 +261,7 @@ func (t *Text) Packet(p *Packet) error {
 			}
 		}
 		if e.Derived {
-			extra = append(extra, "(inferred: bridges forward without a tracepoint)")
+			extra = append(extra, "(inferred)")
 		}
 		r.extra = strings.Join(extra, " ")
 		rows[i] = r

@@ -138,7 +138,7 @@ func icmpDropped(hops []topo.Hop, seq uint16) *journey.Packet {
 			step(33500, 4, hops, "drop", true),
 		},
 		Verdict: journey.Dropped, LastHop: 4,
-		Drop:    &journey.Drop{Reason: "NETFILTER_DROP", Code: 6, Location: "nf_hook_slow+0xa5", HopID: 4, Ifname: "eth0", NetNS: nsN1},
+		Drop: &journey.Drop{Reason: "NETFILTER_DROP", Code: 6, Location: "nf_hook_slow+0xa5", HopID: 4, Ifname: "eth0", NetNS: nsN1},
 	}
 }
 

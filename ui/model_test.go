@@ -149,7 +149,7 @@ func TestSortFlows(t *testing.T) {
 		{"pkts", "udp:2 udp:1 icmp:7 tcp:5201"},
 		{"age", "udp:1 tcp:5201 icmp:7 udp:2"},
 		{"source", "udp:1 udp:2 icmp:7 tcp:5201"},
-		{"destination", "tcp:5201 udp:1 udp:2 icmp:7"},
+		{"destination", "tcp:5201 icmp:7 udp:1 udp:2"},
 	}
 	for i, w := range want {
 		if i > 0 {
@@ -163,7 +163,7 @@ func TestSortFlows(t *testing.T) {
 		}
 	}
 	m.reverseSort()
-	if got := order(); got != "icmp:7 udp:2 udp:1 tcp:5201" {
+	if got := order(); got != "udp:1 udp:2 icmp:7 tcp:5201" {
 		t.Errorf("destination reversed: %s", got)
 	}
 }
@@ -181,7 +181,8 @@ func TestDisplayFilter(t *testing.T) {
 		{"", 3, 1},
 		{"udp", 1, 0},
 		{"NETFILTER", 1, 1},
-		{"10.0.1.4:5201", 1, 0},
+		{"10.0.1.4:5201", 2, 0}, // udp to it, tcp from it
+		{"10.0.1.3:40000", 1, 0},
 		{"icmp 10.0.1.3", 1, 1},
 		{"vxlab-n1", 0, 1}, // drops match on the namespace too
 		{"nf_hook_slow", 0, 1},

@@ -2,7 +2,6 @@ package ui
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gdamore/tcell/v2"
@@ -39,16 +38,16 @@ type widgets struct {
 	body    *tview.Pages
 	main    *tview.Flex
 	path    *tview.Flex
-	chain   *tview.TextView
+	chain   *chainView
 	hops    *tview.Table
 	flows   *tview.Table
 	drops   *tview.Table
 	detail  *tview.TextView
 	help    *tview.TextView
 	picker  *tview.List
-	status  *tview.TextView
+	status  *itemLine
 	bottom  *tview.Pages
-	hints   *tview.TextView
+	hints   *itemLine
 	prompt  *tview.InputField
 	pathLen int // hop rows the path pane is sized for
 }
@@ -72,7 +71,7 @@ func styleBox(b *tview.Box, title string) {
 
 func (t *tui) build() {
 	w := &t.w
-	w.chain = tview.NewTextView().SetDynamicColors(true).SetWrap(true).SetWordWrap(true)
+	w.chain = newChainView()
 	w.hops = tview.NewTable().SetFixed(1, 0).SetSelectable(false, false)
 	w.path = tview.NewFlex().SetDirection(tview.FlexRow).
 		AddItem(w.chain, 2, 0, false).
@@ -114,8 +113,8 @@ func (t *tui) build() {
 		AddPage(pagePicker, centered(w.picker, 50, 16), true, false)
 	t.ui.page = pageMain
 
-	w.status = tview.NewTextView().SetDynamicColors(true).SetWrap(false)
-	w.hints = tview.NewTextView().SetDynamicColors(true).SetWrap(false)
+	w.status = newItemLine(2)
+	w.hints = newItemLine(1)
 	w.prompt = tview.NewInputField().SetFieldBackgroundColor(tcell.ColorDefault).
 		SetLabelColor(colKey)
 	w.bottom = tview.NewPages().
@@ -152,7 +151,7 @@ func (t *tui) apply(s *snapshot, det renderedDetail) {
 	t.ui.last = s
 
 	// Path pane.
-	w.chain.SetText(chainText(s.Chain))
+	w.chain.nodes = s.Chain
 	if len(s.Hops) != w.pathLen {
 		w.pathLen = len(s.Hops)
 		w.main.ResizeItem(w.path, 2+2+1+max(len(s.Hops), 1), 0)
@@ -194,7 +193,7 @@ func (t *tui) apply(s *snapshot, det renderedDetail) {
 	if det.ok {
 		t.showDetail(det)
 	}
-	w.status.SetText(statusText(t.opts.Title, s))
+	w.status.setItems(statusItems(t.opts.Title, s))
 }
 
 func (t *tui) flowAt(row int) (flowRow, bool) {
@@ -229,38 +228,14 @@ func dropsTitle(s *snapshot) string {
 	return tview.Escape(fmt.Sprintf(" Drops (%s) ", n))
 }
 
-func chainText(nodes []pathNode) string {
-	if len(nodes) == 0 {
-		return "[gray]waiting for hops…[-]"
-	}
-	var b strings.Builder
-	for i, n := range nodes {
-		if i > 0 {
-			b.WriteString(" [gray]→[-] ")
-		}
-		text := tview.Escape(n.Text)
-		switch {
-		case n.Dropping:
-			fmt.Fprintf(&b, "[red::b]%s[-::-]", text)
-		case n.Gone:
-			fmt.Fprintf(&b, "[gray::d]%s[-::-]", text)
-		case n.Blind:
-			fmt.Fprintf(&b, "[yellow]%s[-]", text)
-		case n.Peer:
-			fmt.Fprintf(&b, "[aqua]%s[-]", text)
-		default:
-			b.WriteString(text)
-		}
-	}
-	return b.String()
-}
-
-var hopHeader = []string{"HOP", "KIND", "NAMESPACE", "PKTS/S", "TOTAL", "DROPS", "TOP DROP REASON", "STATE"}
+// The kind comes last: the labels already say most of it, and narrow
+// terminals cut the right end.
+var hopHeader = []string{"HOP", "NAMESPACE", "PKTS/S", "TOTAL", "DROPS", "TOP DROP REASON", "STATE", "KIND"}
 
 func fillHops(tb *tview.Table, rows []hopRow) {
 	tb.Clear()
 	for c, h := range hopHeader {
-		tb.SetCell(0, c, headCell(h, c >= 3 && c <= 5))
+		tb.SetCell(0, c, headCell(h, c >= 2 && c <= 4))
 	}
 	for i := range rows {
 		r := &rows[i]
@@ -277,13 +252,13 @@ func fillHops(tb *tview.Table, rows []hopRow) {
 		if r.TopReason != "" {
 			reason = fmt.Sprintf("%s (%s)", r.TopReason, count(r.TopCount))
 		}
-		cells := []string{r.Label, string(r.Hop.Kind), r.NetNS, rate(r.Rate), count(r.Total), count(r.Drops), reason, r.state()}
+		cells := []string{r.Label, r.NetNS, rate(r.Rate), count(r.Total), count(r.Drops), reason, r.state(), string(r.Hop.Kind)}
 		for c, text := range cells {
-			cell := tview.NewTableCell(tview.Escape(text)).SetStyle(st)
-			if c >= 3 && c <= 5 {
+			cell := tview.NewTableCell(pad(text)).SetStyle(st)
+			if c >= 2 && c <= 4 {
 				cell.SetAlign(tview.AlignRight)
 			}
-			if c == 5 && r.Drops > 0 {
+			if c == 4 && r.Drops > 0 {
 				cell.SetStyle(styleDrop)
 			}
 			tb.SetCell(i+1, c, cell)
@@ -292,7 +267,7 @@ func fillHops(tb *tview.Table, rows []hopRow) {
 }
 
 func headCell(text string, right bool) *tview.TableCell {
-	c := tview.NewTableCell(tview.Escape(text)).SetStyle(styleHead).SetSelectable(false)
+	c := tview.NewTableCell(pad(text)).SetStyle(styleHead).SetSelectable(false)
 	if right {
 		c.SetAlign(tview.AlignRight)
 	}
@@ -359,7 +334,7 @@ func (f *flowContent) GetCell(row, col int) *tview.TableCell {
 	case 8:
 		text = age(f.now.Sub(r.Last))
 	}
-	c := tview.NewTableCell(tview.Escape(text))
+	c := tview.NewTableCell(pad(text))
 	if right {
 		c.SetAlign(tview.AlignRight)
 	}
@@ -414,47 +389,55 @@ func (d *dropContent) GetCell(row, col int) *tview.TableCell {
 	case 5:
 		text = r.flowText()
 	}
-	c := tview.NewTableCell(tview.Escape(text))
+	c := tview.NewTableCell(pad(text))
 	if col == 3 {
 		c.SetStyle(styleDrop)
 	}
 	return c
 }
 
-func statusText(title string, s *snapshot) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[::b]%s[::-] ", tview.Escape(title))
+// statusItems is the status bar; the prio order says what survives a
+// narrow terminal: state and message, lost events, rates, then the scope.
+func statusItems(title string, s *snapshot) []lineItem {
+	var items []lineItem
+	add := func(prio int, format string, args ...any) {
+		items = append(items, lineItem{text: fmt.Sprintf(format, args...), prio: prio})
+	}
+	add(5, "[::b]%s[::-]", tview.Escape(title))
 	switch {
 	case s.Paused:
-		b.WriteString("[black:yellow] PAUSED [-:-]")
+		add(0, "[black:yellow] PAUSED [-:-]")
 	case s.Ended:
-		b.WriteString("[black:gray] ENDED [-:-]")
+		add(0, "[black:gray] ENDED [-:-]")
 	default:
-		b.WriteString("[black:green] LIVE [-:-]")
-	}
-	field := func(name, value string) {
-		if value != "" {
-			fmt.Fprintf(&b, "  [gray]%s[-] %s", name, tview.Escape(value))
-		}
-	}
-	field("scope", s.Counters.Scope)
-	field("kfilter", s.Counters.Filter)
-	if s.Filter != "" {
-		fmt.Fprintf(&b, "  [gray]view[-] [aqua]/%s[-]", tview.Escape(s.Filter))
-	}
-	field("events/s", rate(s.EventsRate))
-	lost := fmt.Sprintf("%s kern %s user", count(s.Counters.LostKernel), count(s.Counters.LostUser))
-	if s.Counters.LostKernel+s.Counters.LostUser > 0 {
-		fmt.Fprintf(&b, "  [gray]lost[-] [red::b]%s[-::-]", lost)
-	} else {
-		field("lost", lost)
+		add(0, "[black:green] LIVE [-:-]")
 	}
 	if s.Status != "" {
 		color := "green"
 		if s.StatusErr {
 			color = "red"
 		}
-		fmt.Fprintf(&b, "  [%s]%s[-]", color, tview.Escape(s.Status))
+		add(1, "[%s::b]%s[-::-]", color, tview.Escape(s.Status))
 	}
-	return b.String()
+	lost := fmt.Sprintf("%s kern %s user", count(s.Counters.LostKernel), count(s.Counters.LostUser))
+	if s.Counters.LostKernel+s.Counters.LostUser > 0 {
+		add(2, "[gray]lost[-] [red::b]%s[-::-]", lost)
+	} else {
+		add(2, "[gray]lost[-] %s", lost)
+	}
+	add(3, "[gray]events/s[-] %s", rate(s.EventsRate))
+	if s.Filter != "" {
+		add(4, "[gray]view[-] [aqua]/%s[-]", tview.Escape(s.Filter))
+	}
+	if s.Counters.Scope != "" {
+		add(6, "[gray]scope[-] %s", tview.Escape(s.Counters.Scope))
+	}
+	if s.Counters.Filter != "" {
+		add(7, "[gray]kfilter[-] %s", tview.Escape(s.Counters.Filter))
+	}
+	return items
 }
+
+// pad escapes a cell's text and widens it by one blank, so columns are two
+// blanks apart.
+func pad(text string) string { return tview.Escape(text) + " " }

@@ -14,27 +14,28 @@ import (
 type keyHelp struct {
 	keys, hint, desc string
 	onMain, onDetail bool // shown in the hints line of that page
+	prio             int  // which hints survive a narrow terminal, lowest first
 }
 
 func keyList(opts Options) []keyHelp {
 	keys := []keyHelp{
-		{"↑↓ j k", "move", "move the selection; scroll in the journey view", true, true},
-		{"enter", "journey", "show the selected flow's (or drop's) latest packet hop by hop", true, false},
-		{"esc", "back", "go back; on the main view, clear the filter", false, true},
-		{"tab", "pane", "switch between the flows and drops panes", true, false},
-		{"/", "filter", "filter the views: words must all match addresses, protocol, VNI, verdict, reason, hop; !word excludes", true, false},
-		{"s r", "sort", "sort the flows by the next column; reverse the order", true, false},
-		{"p", "pause", "pause or resume the views (the kernel keeps counting)", true, true},
+		{"↑↓ j k", "move", "move the selection; scroll in the journey view", true, true, 8},
+		{"enter", "journey", "show the selected flow's (or drop's) latest packet hop by hop", true, false, 2},
+		{"esc", "back", "go back; on the main view, clear the filter", false, true, 0},
+		{"tab", "pane", "switch between the flows and drops panes", true, false, 7},
+		{"/", "filter", "filter the views: words must all match addresses, protocol, VNI, verdict, reason, hop; !word excludes", true, false, 3},
+		{"s r", "sort", "sort the flows by the next column; reverse the order", true, false, 6},
+		{"p", "pause", "pause or resume the views (the kernel keeps counting)", true, true, 4},
 	}
 	if opts.Picker != nil {
-		keys = append(keys, keyHelp{"c", "container", "pick a Docker container to trace", true, false})
+		keys = append(keys, keyHelp{"c", "container", "pick a Docker container to trace", true, false, 9})
 	}
 	if opts.Export != nil {
-		keys = append(keys, keyHelp{"e", "export", "export the trace to a JSON file (same schema as trace --json)", true, true})
+		keys = append(keys, keyHelp{"e", "export", "export the trace to a JSON file (same schema as trace --json)", true, true, 5})
 	}
 	return append(keys,
-		keyHelp{"?", "help", "show or hide this help", true, true},
-		keyHelp{"q ctrl-c", "quit", "quit", true, true},
+		keyHelp{"?", "help", "show or hide this help", true, true, 1},
+		keyHelp{"q ctrl-c", "quit", "quit", true, true, 0},
 	)
 }
 
@@ -57,17 +58,21 @@ func helpText(opts Options) string {
 }
 
 func (t *tui) setHints() {
-	var b strings.Builder
+	var items []lineItem
 	for _, k := range keyList(t.opts) {
 		show := k.onMain
 		if t.ui.page != pageMain {
 			show = k.onDetail
 		}
 		if show {
-			fmt.Fprintf(&b, "[fuchsia]<%s>[-] %s ", tview.Escape(k.keys), k.hint)
+			keys := k.keys
+			if k.hint == "quit" {
+				keys = "q" // ctrl-c is in the help
+			}
+			items = append(items, lineItem{text: fmt.Sprintf("[fuchsia]<%s>[-] %s", tview.Escape(keys), k.hint), prio: k.prio})
 		}
 	}
-	t.w.hints.SetText(strings.TrimSpace(b.String()))
+	t.w.hints.setItems(items)
 }
 
 // onKey is the application-wide key handler. It runs on the event loop, so
@@ -81,6 +86,14 @@ func (t *tui) onKey(ev *tcell.EventKey) *tcell.EventKey {
 	if ev.Key() == tcell.KeyCtrlC {
 		t.quit()
 		return nil // we stop in order ourselves
+	}
+	if t.ui.pickerOpen && ev.Key() == tcell.KeyRune {
+		switch ev.Rune() { // tview's List has no vi keys
+		case 'j':
+			return tcell.NewEventKey(tcell.KeyDown, 0, tcell.ModNone)
+		case 'k':
+			return tcell.NewEventKey(tcell.KeyUp, 0, tcell.ModNone)
+		}
 	}
 	if t.ui.prompt != "" || t.ui.pickerOpen {
 		return ev // the prompt and the picker get every other key

@@ -154,8 +154,8 @@ func TestE2EHealthy(t *testing.T) {
 	requireRoot(t)
 	for _, layout := range lab.Layouts() {
 		t.Run(string(layout), func(t *testing.T) {
-			before := leakcheck.Snapshot(t)
 			l := upLab(t, layout)
+			before := leakcheck.Snapshot(t, labPaths(l)...)
 			ctx := context.Background()
 			dst := l.ContainerIP(lab.RoleC2)
 			args := append([]string{"--dst", dst, "--proto", "icmp", "--count", "1"}, labScope(l)...)
@@ -194,9 +194,17 @@ func TestE2EHealthy(t *testing.T) {
 			if run.doc.LostEvents.Total != 0 {
 				t.Errorf("lost events: %+v", run.doc.LostEvents)
 			}
-			leakcheck.Check(t, before)
+			leakcheck.Check(t, before, labPaths(l)...)
 		})
 	}
+}
+
+func labPaths(l *lab.Lab) []string {
+	var out []string
+	for _, r := range l.Roles() {
+		out = append(out, l.NSPath(r))
+	}
+	return out
 }
 
 func TestE2EFaults(t *testing.T) {
@@ -210,7 +218,7 @@ func TestE2EFaults(t *testing.T) {
 					if err != nil {
 						t.Skip(err)
 					}
-					before := leakcheck.Snapshot(t)
+					before := leakcheck.Snapshot(t, labPaths(l)...)
 					if err := l.SetFault(fi.Fault, true); err != nil {
 						t.Fatal(err)
 					}
@@ -246,7 +254,7 @@ func TestE2EFaults(t *testing.T) {
 						t.Errorf("drop hop %s/%s, want %s/%s\n%s", ns, ifn, exp.NS, exp.Ifname, run.stdout)
 					}
 					t.Logf("verdict line: %s", verdictLine(run.stdout))
-					leakcheck.Check(t, before)
+					leakcheck.Check(t, before, labPaths(l)...)
 				})
 			}
 		})

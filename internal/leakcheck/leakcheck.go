@@ -1,25 +1,30 @@
-// Package leakcheck lists the kernel objects vxtrace creates (BPF programs,
-// links, maps and legacy tc filters, by name) so that tests can assert that
-// a run left none behind.
+// Package leakcheck finds kernel objects that a vxtrace run left behind: BPF
+// programs of vxtrace's that no live process holds (so nothing will ever
+// free them: pinned, or attached by a legacy hook), and vxtrace's legacy
+// cls_bpf filters in the given namespaces. Objects held by a running process
+// (another test's tracer) are not leaks, which keeps the check exact while
+// other tests run.
 package leakcheck
 
 import (
-	"errors"
-	"os/exec"
+	"bufio"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // Program name prefixes of bpf/vxtrace.c (the kernel keeps 15 characters).
 var progPrefixes = []string{"tp_netif_recei", "tp_net_dev_star", "tp_kfree_skb", "tp_consume_skb",
 	"raw_netif_recei", "raw_net_dev_sta", "raw_kfree_skb", "raw_consume_skb",
 	"tc_ingress", "tc_egress", "fentry_br_forwa", "kprobe_br_forwa"}
-
-var mapNames = []string{"events", "tracked", "netns_filter", "hop_stats", "drop_stats", "stats", "scratch_map", "nest"}
 
 func ours(name string) bool {
 	for _, p := range progPrefixes {
@@ -30,97 +35,117 @@ func ours(name string) bool {
 	return false
 }
 
-// Objects lists vxtrace's live BPF programs, links and maps, plus any
-// cls_bpf filter named "vxtrace" in the caller's namespace.
-func Objects() ([]string, error) {
+// heldProgs returns the IDs of programs some process holds, directly or
+// through a link.
+func heldProgs() map[uint32]bool {
+	held := map[uint32]bool{}
+	fdinfos, _ := filepath.Glob("/proc/[0-9]*/fdinfo/*")
+	for _, p := range fdinfos {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "prog_id:"); ok {
+				if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
+					held[uint32(id)] = true
+				}
+			}
+		}
+		f.Close()
+	}
+	return held
+}
+
+// Orphans lists vxtrace programs that no process holds.
+func Orphans() []string {
+	held := heldProgs()
 	var out []string
 	var id ebpf.ProgramID
 	for {
 		next, err := ebpf.ProgramGetNextID(id)
-		if errors.Is(err, ebpf.ErrNotSupported) || err != nil {
+		if err != nil {
 			break
 		}
 		id = next
 		p, err := ebpf.NewProgramFromID(id)
 		if err != nil {
-			continue // gone since we listed it
+			continue
 		}
 		info, err := p.Info()
 		p.Close()
-		if err == nil && ours(info.Name) {
-			out = append(out, "prog "+info.Name)
+		if err != nil || !ours(info.Name) || held[uint32(id)] {
+			continue
+		}
+		// Re-check: the holder may have opened it after the scan.
+		if !heldProgs()[uint32(id)] {
+			out = append(out, "prog "+info.Name+" #"+strconv.Itoa(int(id)))
 		}
 	}
-	it := new(link.Iterator)
-	defer it.Close()
-	for it.Next() {
-		info, err := it.Link.Info()
+	return out
+}
+
+// Filters lists cls_bpf filters named vxtrace* in the namespaces at paths
+// ("" is the caller's own).
+func Filters(nsPaths ...string) []string {
+	var out []string
+	for _, path := range nsPaths {
+		var h *netlink.Handle
+		var err error
+		if path == "" {
+			h, err = netlink.NewHandle()
+		} else {
+			ns, err2 := netns.GetFromPath(path)
+			if err2 != nil {
+				continue // the namespace is gone, and its filters with it
+			}
+			h, err = netlink.NewHandleAt(ns)
+			ns.Close()
+		}
 		if err != nil {
 			continue
 		}
-		p, err := ebpf.NewProgramFromID(info.Program)
-		if err != nil {
-			continue
-		}
-		pi, err := p.Info()
-		p.Close()
-		if err == nil && ours(pi.Name) {
-			out = append(out, "link "+string(rune('0'+info.Type))+" "+pi.Name)
-		}
-	}
-	var mid ebpf.MapID
-	for {
-		next, err := ebpf.MapGetNextID(mid)
-		if err != nil {
-			break
-		}
-		mid = next
-		m, err := ebpf.NewMapFromID(mid)
-		if err != nil {
-			continue
-		}
-		info, err := m.Info()
-		m.Close()
-		if err == nil && slices.Contains(mapNames, info.Name) {
-			out = append(out, "map "+info.Name)
-		}
-	}
-	if b, err := exec.Command("sh", "-c", "for d in $(ls /sys/class/net); do tc filter show dev $d ingress; tc filter show dev $d egress; done 2>/dev/null").Output(); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, "vxtrace") {
-				out = append(out, "tc filter "+strings.TrimSpace(line))
+		links, _ := h.LinkList()
+		for _, l := range links {
+			for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+				fs, _ := h.FilterList(l, parent)
+				for _, f := range fs {
+					if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "vxtrace") {
+						out = append(out, "tc filter "+bf.Name+" on "+l.Attrs().Name+" in "+path)
+					}
+				}
 			}
 		}
+		h.Close()
 	}
-	slices.Sort(out)
-	return out, nil
+	return out
 }
 
-// Snapshot records what exists before a test, so that objects owned by
-// other tests running at the same time are not blamed on it.
-func Snapshot(t testing.TB) []string {
+// Snapshot records the leaks that already exist, so that a test is not
+// blamed for another's.
+func Snapshot(t testing.TB, nsPaths ...string) []string {
 	t.Helper()
-	objs, err := Objects()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return objs
+	return append(Orphans(), Filters(nsPaths...)...)
 }
 
-// Check fails the test if objects exist now that did not before.
-func Check(t testing.TB, before []string) {
+// Check fails the test if leaks exist now that did not before. The kernel
+// frees a program after an RCU grace period once its last reference is
+// gone, so an object of a process that just exited may still be listed for
+// a moment: only what is still there after a short wait is a leak.
+func Check(t testing.TB, before []string, nsPaths ...string) {
 	t.Helper()
-	after, err := Objects()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var leaked []string
-	for _, o := range after {
-		if i := slices.Index(before, o); i >= 0 {
-			before = slices.Delete(before, i, i+1)
-			continue
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		leaked = leaked[:0]
+		for _, o := range append(Orphans(), Filters(nsPaths...)...) {
+			if !slices.Contains(before, o) {
+				leaked = append(leaked, o)
+			}
 		}
-		leaked = append(leaked, o)
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if len(leaked) > 0 {
 		t.Errorf("left behind: %v", leaked)
