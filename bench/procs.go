@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func lookPath(name string) (string, error) { return exec.LookPath(name) }
+
+// procs is every process the bench started and has not reaped yet, so that
+// no exit path (an error, a ^C) leaves an iperf3, tcpdump or vxtrace behind.
+type procs struct {
+	mu   sync.Mutex
+	live map[*proc]bool
+}
+
+func newProcs() *procs { return &procs{live: map[*proc]bool{}} }
+
+// proc is one started command; done closes when it has been waited for.
+type proc struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr lockedBuffer
+	done   chan struct{}
+	err    error
+	owner  *procs
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// start runs args in the namespace ns ("" = ours). `ip netns exec` execs
+// the command without forking, so the pid is the tool's own. Each child gets
+// its own process group: a ^C on the terminal reaches only the bench, which
+// then stops its children in order.
+func (p *procs) start(ns string, keepStdout bool, args ...string) (*proc, error) {
+	full := args
+	if ns != "" {
+		full = append([]string{"ip", "netns", "exec", ns}, args...)
+	}
+	cmd := exec.Command(full[0], full[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr := &proc{cmd: cmd, done: make(chan struct{}), owner: p}
+	if keepStdout {
+		cmd.Stdout = &pr.stdout
+	}
+	cmd.Stderr = &pr.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", strings.Join(args, " "), err)
+	}
+	p.mu.Lock()
+	p.live[pr] = true
+	p.mu.Unlock()
+	go func() {
+		pr.err = cmd.Wait()
+		p.mu.Lock()
+		delete(p.live, pr)
+		p.mu.Unlock()
+		close(pr.done)
+	}()
+	return pr, nil
+}
+
+func (pr *proc) pid() int { return pr.cmd.Process.Pid }
+
+func (pr *proc) exited() bool {
+	select {
+	case <-pr.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits up to d for the process to exit on its own.
+func (pr *proc) wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-pr.done:
+		return pr.err
+	case <-t.C:
+		return fmt.Errorf("%s did not exit within %v", pr.cmd.Args[len(pr.cmd.Args)-1], d)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stop sends sig, waits up to grace, then kills. It returns the exit error
+// of a process that stopped on sig.
+func (pr *proc) stop(sig syscall.Signal, grace time.Duration) error {
+	if pr.exited() {
+		return pr.err
+	}
+	_ = pr.cmd.Process.Signal(sig)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-pr.done:
+		return pr.err
+	case <-t.C:
+		_ = pr.cmd.Process.Kill()
+		<-pr.done
+		return fmt.Errorf("did not stop on %v within %v: killed", sig, grace)
+	}
+}
+
+// killAll stops every live child, politely first.
+func (p *procs) killAll() {
+	p.mu.Lock()
+	var all []*proc
+	for pr := range p.live {
+		all = append(all, pr)
+	}
+	p.mu.Unlock()
+	for _, pr := range all {
+		_ = pr.cmd.Process.Signal(syscall.SIGINT)
+	}
+	for _, pr := range all {
+		select {
+		case <-pr.done:
+		case <-time.After(10 * time.Second):
+			_ = pr.cmd.Process.Kill()
+			<-pr.done
+		}
+	}
+}
+
+// cpuTicks is utime+stime of pid, in clock ticks.
+func cpuTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces: fields start after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+	}
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+	}
+	return ut + st, nil
+}
+
+// clkTck is USER_HZ; Linux has reported 100 on every architecture Go runs
+// on for decades, and /proc/PID/stat is in these units.
+const clkTck = 100
+
+// memKiB returns VmRSS and VmHWM of pid.
+func memKiB(pid int) (rss, hwm uint64) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = n
+		case "VmHWM":
+			hwm = n
+		}
+	}
+	return rss, hwm
+}
+
+// hostCPU is the busy and total jiffies of all CPUs, from /proc/stat.
+func hostCPU() (busy, total uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	for i, s := range f[1:] {
+		n, _ := strconv.ParseUint(s, 10, 64)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+func busyPct(b0, t0, b1, t1 uint64) float64 {
+	if t1 <= t0 {
+		return 0
+	}
+	return 100 * float64(b1-b0) / float64(t1-t0)
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// bpfStats sets kernel.bpf_stats_enabled and returns a func that restores
+// the value found.
+func bpfStats(on bool) (restore func(), err error) {
+	const path = "/proc/sys/kernel/bpf_stats_enabled"
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	v := "0\n"
+	if on {
+		v = "1\n"
+	}
+	if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
+		return nil, fmt.Errorf("setting %s: %w", path, err)
+	}
+	return func() { _ = os.WriteFile(path, old, 0o644) }, nil
+}
