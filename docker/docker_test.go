@@ -302,7 +302,12 @@ func TestDocker(t *testing.T) {
 			{"nonet", docker.ErrNoNetwork, `container "nonet" is on no network`},
 		}
 		for _, c := range cases {
-			_, err := docker.Scope(ctx, e, c.name)
+			sc, err := docker.Scope(ctx, e, c.name)
+			if err == nil && sc.Container.Name != c.name && strings.HasPrefix(sc.Container.ID, c.name) {
+				// "c2" is also hex: Docker resolves it as an ID prefix
+				// when a container's ID happens to start with it.
+				continue
+			}
 			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("Scope(%s): %v; want %v saying %q on one line", c.name, err, c.want, c.text)
 			}
