@@ -7,7 +7,8 @@
 // (P3). Every traced block sits between two baseline blocks, and its ratio
 // is taken against their mean, so that the load of a shared machine, which
 // drifts, cancels out as far as it can. BPF run time per invocation (P4) is
-// measured in separate blocks with kernel.bpf_stats_enabled=1, because the
+// measured in separate blocks with the kernel's run-time accounting on
+// (BPF_ENABLE_STATS, what kernel.bpf_stats_enabled=1 does), because the
 // accounting itself costs two clock reads per program run and would bias the
 // throughput ratios.
 //
@@ -148,13 +149,8 @@ func bench(ctx context.Context, o *options) (err error) {
 			fmt.Fprintf(os.Stderr, "bench: removing lab %s: %v\n", o.prefix, derr)
 		}
 	}()
-	restore, err := bpfStats(false)
-	if err != nil {
-		return err
-	}
-	defer restore()
-
 	r := &runner{o: o, lab: l, procs: procs}
+	defer r.close()
 	if err := r.discover(ctx); err != nil {
 		return err
 	}
@@ -167,6 +163,10 @@ func bench(ctx context.Context, o *options) (err error) {
 		res.Env = env
 		summarize(res)
 		printTable(os.Stdout, res)
+		if ctx.Err() != nil {
+			// A partial run must not replace the last complete one.
+			return err
+		}
 		if werr := writeJSON(o.out, res); werr != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", werr)
 			if err == nil {

@@ -5,13 +5,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
@@ -32,7 +37,7 @@ type proc struct {
 	stderr lockedBuffer
 	done   chan struct{}
 	err    error
-	owner  *procs
+	name   string // the tool, for messages
 }
 
 type lockedBuffer struct {
@@ -63,7 +68,7 @@ func (p *procs) start(ns string, keepStdout bool, args ...string) (*proc, error)
 	}
 	cmd := exec.Command(full[0], full[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pr := &proc{cmd: cmd, done: make(chan struct{}), owner: p}
+	pr := &proc{cmd: cmd, done: make(chan struct{}), name: filepath.Base(args[0])}
 	if keepStdout {
 		cmd.Stdout = &pr.stdout
 	}
@@ -103,7 +108,7 @@ func (pr *proc) wait(ctx context.Context, d time.Duration) error {
 	case <-pr.done:
 		return pr.err
 	case <-t.C:
-		return fmt.Errorf("%s did not exit within %v", pr.cmd.Args[len(pr.cmd.Args)-1], d)
+		return fmt.Errorf("%s did not exit within %v", pr.name, d)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -239,20 +244,21 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// bpfStats sets kernel.bpf_stats_enabled and returns a func that restores
-// the value found.
-func bpfStats(on bool) (restore func(), err error) {
-	const path = "/proc/sys/kernel/bpf_stats_enabled"
-	old, err := os.ReadFile(path)
+// enableBPFStats turns on the kernel's per-program run-time accounting
+// (what kernel.bpf_stats_enabled=1 does) for as long as the returned closer
+// is open. BPF_ENABLE_STATS is reference counted and ends with the file
+// descriptor, so unlike writing the sysctl it cannot be left on by a crash,
+// nor switch off accounting that someone else on the machine turned on.
+func enableBPFStats() (io.Closer, error) {
+	c, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, fmt.Errorf("enabling BPF run-time stats: %w", err)
 	}
-	v := "0\n"
-	if on {
-		v = "1\n"
-	}
-	if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
-		return nil, fmt.Errorf("setting %s: %w", path, err)
-	}
-	return func() { _ = os.WriteFile(path, old, 0o644) }, nil
+	return c, nil
+}
+
+// bpfStatsSysctl is the current kernel.bpf_stats_enabled.
+func bpfStatsSysctl() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
+	return strings.TrimSpace(string(b))
 }

@@ -345,12 +345,22 @@ static __always_inline void on_free_scratch(struct scratch *s,
 	}
 	if (t) {
 		fp = t->fp;
+		bpf_map_delete_elem(&tracked, &key);
 		if (!dev) {
 			netns = t->netns;
 			ifindex = t->ifindex;
+		} else if (!netns_allowed(netns)) {
+			/* It left the scope (another node's namespace on the
+			 * same kernel): what happens there is not ours. */
+			return;
 		}
-		bpf_map_delete_elem(&tracked, &key);
-		parse_skb(s, skb, dev, 0);
+		/* An address reused by another packet since a free that
+		 * fired no tracepoint: its headers say so. */
+		if (parse_skb(s, skb, dev, 0) == 0 && fully_parsed(p) &&
+		    fingerprint(p, &s->k) != fp) {
+			stat_inc(VX_STAT_STALE);
+			return;
+		}
 	} else {
 		/* A drop before the first hop (e.g. in the sender's stack):
 		 * match it on its own headers. Frees after normal use of

@@ -2,10 +2,14 @@ package docker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -246,6 +250,51 @@ func (e *engine) network(ctx context.Context, id string) (netInfo, error) {
 	e.networks[id] = ni
 	e.mu.Unlock()
 	return ni, nil
+}
+
+// Peers lists the containers (swarm tasks) attached to an overlay network
+// on every node, as this node's network database knows them. It asks the
+// API directly: engines write "VIP": "<nil>" for containers attached
+// without a service, which the SDK's typed address field refuses to decode.
+func (e *engine) Peers(ctx context.Context, networkID string) ([]Peer, error) {
+	dial := e.cli.Dialer()
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+	}}
+	defer hc.CloseIdleConnections()
+	u := "http://docker/v" + e.cli.ClientVersion() + "/networks/" + url.PathEscape(networkID) + "?verbose=true"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting network %s: %w", shortID(networkID), e.wrap(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("inspecting network %s: %s", shortID(networkID), resp.Status)
+	}
+	var raw struct {
+		Services map[string]struct {
+			Tasks []struct {
+				Name       string
+				EndpointIP string
+				Info       map[string]string
+			}
+		}
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&raw); err != nil {
+		return nil, fmt.Errorf("decoding network %s: %w", shortID(networkID), err)
+	}
+	var out []Peer
+	for _, svc := range raw.Services {
+		for _, t := range svc.Tasks {
+			ip, _ := netip.ParseAddr(t.EndpointIP)
+			out = append(out, Peer{Name: t.Name, IP: valid(ip), Host: t.Info["Host IP"]})
+		}
+	}
+	return out, nil
 }
 
 func (e *engine) NodeNetNS(ctx context.Context) (string, error) {

@@ -85,6 +85,13 @@ func (d Daemon) Path(p string) string {
 	return d.Root + p
 }
 
+// Peer is a container on an overlay network, possibly on another node.
+type Peer struct {
+	Name string     // container or task name ("c2", "web.1.<task id>")
+	IP   netip.Addr // its address on the network
+	Host string     // the node's underlay address (its VTEP)
+}
+
 // Engine is the part of the Docker API that vxtrace uses.
 type Engine interface {
 	// Container inspects one container by name, ID or ID prefix. A swarm
@@ -96,6 +103,9 @@ type Engine interface {
 	NodeNetNS(ctx context.Context) (string, error)
 	// Daemon finds the dockerd process (PID, namespace, exec-root).
 	Daemon(ctx context.Context) (Daemon, error)
+	// Peers lists the containers on an overlay network across the
+	// cluster, including those on other nodes.
+	Peers(ctx context.Context, networkID string) ([]Peer, error)
 	// Host is the daemon address in use.
 	Host() string
 	Close() error

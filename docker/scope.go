@@ -324,7 +324,9 @@ func bindMount(ino uint32) string {
 
 // Resolve turns a --to argument into addresses: an IP as it is, or a
 // container name or ID into the container's addresses.
-func Resolve(ctx context.Context, eng Engine, arg string) ([]netip.Addr, error) {
+//
+// networkIDs are overlays whose other nodes' containers may be named too.
+func Resolve(ctx context.Context, eng Engine, arg string, networkIDs ...string) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(arg); err == nil {
 		return []netip.Addr{a.Unmap()}, nil
 	}
@@ -332,10 +334,23 @@ func Resolve(ctx context.Context, eng Engine, arg string) ([]netip.Addr, error) 
 		return nil, fmt.Errorf("resolving %q: not an IP address, and no Docker daemon to ask", arg)
 	}
 	c, err := eng.Container(ctx, arg)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("resolving %q: not an IP address, and %w", arg, err)
+	if errors.Is(err, ErrNotFound) {
+		// Not on this node: a container on another node of one of the
+		// overlays is known to this node's network database.
+		for _, nid := range networkIDs {
+			peers, perr := eng.Peers(ctx, nid)
+			if perr != nil {
+				continue
+			}
+			for _, p := range peers {
+				if p.IP.IsValid() && (p.Name == arg || strings.HasPrefix(p.Name, arg+".")) {
+					return []netip.Addr{p.IP}, nil
+				}
+			}
 		}
+		return nil, fmt.Errorf("resolving %q: not an IP address, and %w", arg, err)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if !c.Running {

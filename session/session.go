@@ -32,6 +32,18 @@ type Options struct {
 	Log            *slog.Logger
 	// Progress reports slow start-up steps; nil is quiet.
 	Progress func(string)
+
+	// Refresh is how often the hops are discovered again, so that a
+	// restarted container's new veth is followed and a deleted interface
+	// is marked gone. Zero means 2s; negative disables it.
+	Refresh time.Duration
+	// Rescope returns the namespaces in scope now (e.g. a container's new
+	// namespace after a restart). Nil: the Scope given, or every namespace
+	// when Scope is empty.
+	Rescope func() ([]topo.NetNS, error)
+	// OnChange is told about hops that appeared or went away. It runs on
+	// the refresh goroutine.
+	OnChange func(added, gone []topo.Hop)
 }
 
 // Session is one trace. Its methods are safe for concurrent use unless
@@ -47,12 +59,13 @@ type Session struct {
 	topo *topo.Topology
 	corr *journey.Correlator
 
-	queue     chan []tracer.Event
-	free      chan []tracer.Event
-	userLost  atomic.Uint64
-	events    atomic.Uint64
-	started   time.Time
-	attachErr error
+	topoVersion atomic.Uint64 // bumped by every refresh that changed something
+	queue       chan []tracer.Event
+	free        chan []tracer.Event
+	userLost    atomic.Uint64
+	events      atomic.Uint64
+	started     time.Time
+	attachErr   error
 }
 
 // Start discovers the hops in scope, loads and attaches the tracer, and
@@ -146,8 +159,13 @@ func (s *Session) Hops() []topo.Hop {
 	return append([]topo.Hop(nil), s.topo.Hops...)
 }
 
-// Topology returns the live topology; hold no reference across Run.
-func (s *Session) Topology() *topo.Topology { return s.topo }
+// Topology returns a copy of the topology, safe to use while the trace
+// runs.
+func (s *Session) Topology() *topo.Topology {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return topo.NewTopology(append([]topo.Hop(nil), s.topo.Hops...))
+}
 
 // Run reads events until ctx is done or stop returns true, calling emit for
 // every packet that gets a verdict. emit runs on the correlator goroutine;
@@ -162,6 +180,10 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 		readErr <- s.rd.Run(ctx, s.hand)
 		close(s.queue)
 	}()
+
+	if s.opts.Refresh >= 0 {
+		go s.refreshLoop(ctx)
+	}
 
 	stopped := false
 	wrap := func(p *journey.Packet) {
@@ -204,6 +226,87 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 		}
 	}
 }
+
+func (s *Session) refreshLoop(ctx context.Context) {
+	every := s.opts.Refresh
+	if every == 0 {
+		every = 2 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.refresh(); err != nil {
+			s.log.Warn("refreshing hops", "err", err)
+		}
+	}
+}
+
+// refresh discovers the hops again and brings the tracer along: new hops
+// get TC programs, new namespaces join the kernel's scope, and gone hops
+// are marked (their tcx links went with the device).
+func (s *Session) refresh() error {
+	nss, err := s.currentScope()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	ch, err := s.topo.Refresh(nss...)
+	if err != nil || ch.Empty() {
+		s.mu.Unlock()
+		return err
+	}
+	var added, gone []topo.Hop
+	for _, h := range ch.Added {
+		added = append(added, *h)
+	}
+	for _, h := range ch.Gone {
+		gone = append(gone, *h)
+	}
+	s.mu.Unlock()
+
+	var inodes []uint32
+	for _, h := range added {
+		inodes = append(inodes, h.NetNS.Inode)
+	}
+	if err := s.tr.AddNetNS(inodes...); err != nil {
+		return err
+	}
+	if err := s.tr.AttachHops(added); err != nil {
+		s.log.Warn("some new hops have no TC probe", "err", err)
+		s.mu.Lock()
+		for _, h := range added {
+			if h.Blind {
+				if th, ok := s.topo.Lookup(h.NetNS.Inode, h.Ifindex); ok {
+					th.Blind = true
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	s.topoVersion.Add(1)
+	if s.opts.OnChange != nil {
+		s.opts.OnChange(added, gone)
+	}
+	return nil
+}
+
+func (s *Session) currentScope() ([]topo.NetNS, error) {
+	if s.opts.Rescope != nil {
+		return s.opts.Rescope()
+	}
+	if len(s.opts.Scope) > 0 {
+		return s.opts.Scope, nil
+	}
+	return topo.ListNamespaces(s.opts.ExtraNetNSDirs...)
+}
+
+// TopologyVersion changes whenever a refresh found hops added or gone.
+func (s *Session) TopologyVersion() uint64 { return s.topoVersion.Load() }
 
 // hand runs on the reader goroutine. It must never block: a full queue
 // means the correlator is behind, and the batch is counted as lost.

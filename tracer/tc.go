@@ -21,10 +21,14 @@ const FilterName = "vxtrace"
 // tcAttachment is what one hop holds: two tcx links, or two cls_bpf filters
 // (and the clsact qdisc when vxtrace created it).
 type tcAttachment struct {
-	hop      topo.Key
-	links    []link.Link
-	nsPath   string
-	filters  []*netlink.BpfFilter
+	hop     topo.Key
+	links   []link.Link
+	nsPath  string
+	filters []*netlink.BpfFilter
+	// ownQdisc: vxtrace created the clsact qdisc, or found it holding
+	// only another running vxtrace's filters. Close removes it once no
+	// filter at all is left on it, so the last trace out removes it and
+	// nobody else's filter goes with it.
 	ownQdisc bool
 	ifindex  int
 }
@@ -36,6 +40,7 @@ func (t *Tracer) AttachHops(hops []topo.Hop) error {
 	if t.tc.Ingress == nil {
 		return nil
 	}
+	t.sweepStale(hops)
 	var errs []error
 	for i := range hops {
 		h := &hops[i]
@@ -129,11 +134,12 @@ func (a *tcAttachment) attachClsact(ingress, egress *ebpf.Program) error {
 		return err
 	}
 	defer nh.Close()
-	qd := &netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: a.ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}}
-	switch err := nh.QdiscAdd(qd); {
+	switch err := nh.QdiscAdd(clsact(a.ifindex)); {
 	case err == nil:
 		a.ownQdisc = true
 	case errors.Is(err, unix.EEXIST):
+		all, ours, err := filtersOn(nh, a.ifindex)
+		a.ownQdisc = err == nil && all > 0 && all == ours
 	default:
 		return fmt.Errorf("adding clsact qdisc: %w", err)
 	}
@@ -141,17 +147,31 @@ func (a *tcAttachment) attachClsact(ingress, egress *ebpf.Program) error {
 		prog   *ebpf.Program
 		parent uint32
 	}{{ingress, netlink.HANDLE_MIN_INGRESS}, {egress, netlink.HANDLE_MIN_EGRESS}} {
-		f := &netlink.BpfFilter{
-			FilterAttrs: netlink.FilterAttrs{LinkIndex: a.ifindex, Parent: x.parent, Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 1},
-			Fd:          x.prog.FD(), Name: FilterName, DirectAction: true,
+		// A priority already taken (by another vxtrace tracing the same
+		// hop, or by another tool) is skipped rather than failing the hop.
+		var err error
+		for prio := uint16(1); prio <= maxFilterPrio; prio++ {
+			f := &netlink.BpfFilter{
+				FilterAttrs: netlink.FilterAttrs{LinkIndex: a.ifindex, Parent: x.parent, Handle: 1, Protocol: unix.ETH_P_ALL, Priority: prio},
+				Fd:          x.prog.FD(), Name: FilterName, DirectAction: true,
+			}
+			if err = nh.FilterAdd(f); err == nil {
+				a.filters = append(a.filters, f)
+				break
+			}
+			if !errors.Is(err, unix.EEXIST) {
+				break
+			}
 		}
-		if err := nh.FilterAdd(f); err != nil {
+		if err != nil {
 			return fmt.Errorf("adding cls_bpf filter: %w", err)
 		}
-		a.filters = append(a.filters, f)
 	}
 	return nil
 }
+
+// maxFilterPrio bounds the search for a free cls_bpf priority.
+const maxFilterPrio = 16
 
 func netlinkHandle(nsPath string) (*netlink.Handle, error) {
 	ns, err := netns.GetFromPath(nsPath)
@@ -183,12 +203,13 @@ func (a *tcAttachment) close() error {
 		}
 	}
 	a.filters = nil
-	if a.ownQdisc {
-		qd := &netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: a.ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}}
-		if err := nh.QdiscDel(qd); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) {
+	// Removing the qdisc removes every filter on it: it goes only when
+	// no filter is left, whoever added it after us.
+	if all, _, err := filtersOn(nh, a.ifindex); a.ownQdisc && err == nil && all == 0 {
+		if err := nh.QdiscDel(clsact(a.ifindex)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) {
 			errs = append(errs, fmt.Errorf("removing clsact qdisc: %w", err))
 		}
-		a.ownQdisc = false
 	}
+	a.ownQdisc = false
 	return errors.Join(errs...)
 }

@@ -328,3 +328,18 @@ func (t *Tracer) closeLinks() {
 	}
 	t.links = nil
 }
+
+// AddNetNS adds namespaces to the in-kernel scope of a running trace (a
+// restarted container gets a new namespace). It does nothing for a trace of
+// every namespace.
+func (t *Tracer) AddNetNS(inodes ...uint32) error {
+	if len(t.cfg.NetNS) == 0 {
+		return nil
+	}
+	for _, ino := range inodes {
+		if err := t.maps.NetnsFilter.Put(ino, uint8(1)); err != nil {
+			return fmt.Errorf("adding namespace %d to the filter: %w", ino, err)
+		}
+	}
+	return nil
+}

@@ -118,6 +118,7 @@ func step(at uint64, hop int, hops []topo.Hop, dir string, encap bool) journey.S
 	if encap {
 		s.Encap, s.VNI, s.Len = true, 4097, 134
 	}
+	s.Derived = dir == "fwd" // the bridge has no tracepoint of its own
 	return s
 }
 

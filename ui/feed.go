@@ -14,11 +14,18 @@ import (
 
 // Feed is everything the UI reads from a running trace.
 //
-// Hops and Counters are polled once per tick from a goroutine that is not the
-// UI's event loop; they must be cheap, must not block, and must return data
-// the UI may keep (copies, not live maps). Packets is drained by a goroutine
-// that never waits on the screen; packets received on it belong to the UI,
-// which only reads them, so the producer must not touch them again.
+// Hops and Counters are polled once per tick (and after pause/filter keys),
+// always from the same goroutine, never concurrently, and never from the UI's
+// event loop. They must be cheap and must not block. The UI keeps the
+// returned hop slice until the next poll, so the feed must not modify it
+// afterwards (returning a cached slice that is replaced, not edited, is
+// fine); the Counters map is only read during the poll. Hop IDs must be the
+// ones journey.Step.HopID and journey.Drop.HopID refer to.
+//
+// Packets is drained by a goroutine that never waits on the screen, so the
+// producer should send without blocking and count what does not fit in
+// Counters.LostUser. Packets received belong to the UI, which only reads
+// them: the producer must not touch them again (send a clone).
 type Feed interface {
 	// Hops returns the hop chain in path order (the order the path pane draws).
 	Hops() []topo.Hop
@@ -71,7 +78,8 @@ type Options struct {
 	// Picker enables the `c` key when non-nil.
 	Picker ContainerPicker
 	// Screen replaces the terminal, e.g. with tcell.NewSimulationScreen in
-	// tests. Run finalizes it when it returns.
+	// tests. Pass it uninitialized: Run initializes it, and finalizes it
+	// when it returns.
 	Screen tcell.Screen
 	// Logger receives the UI's own diagnostics; nothing is ever written to
 	// the terminal. Discarded when nil.

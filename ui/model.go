@@ -56,6 +56,7 @@ type model struct {
 
 // frozenView is what the panes keep showing while paused.
 type frozenView struct {
+	at         time.Time
 	hops       []hopRow
 	topo       []topo.Hop
 	flows      []flowRow
@@ -188,6 +189,7 @@ func (m *model) setPausedLocked(p bool, now time.Time) {
 		return
 	}
 	m.frozen = &frozenView{
+		at:         now,
 		hops:       m.hopRowsLocked(now),
 		topo:       m.hops,
 		flows:      m.flows.rows(),
@@ -262,6 +264,7 @@ func (m *model) latest(k flowKey) (*journey.Packet, bool) {
 // snapshot is a consistent copy of what the views show at one tick.
 type snapshot struct {
 	At     time.Time
+	ViewAt time.Time // what the ages in the panes are relative to: At, or when paused
 	Paused bool
 	Ended  bool
 
@@ -294,7 +297,7 @@ type snapshot struct {
 func (m *model) snapshot(now time.Time) *snapshot {
 	m.mu.Lock()
 	s := &snapshot{
-		At: now, Paused: m.paused, Ended: m.ended,
+		At: now, ViewAt: now, Paused: m.paused, Ended: m.ended,
 		Counters: m.counters, EventsRate: m.eventsRate, Packets: m.packets,
 		Filter: m.filter, SortCol: m.sortCol, SortDesc: m.sortDesc,
 	}
@@ -302,6 +305,7 @@ func (m *model) snapshot(now time.Time) *snapshot {
 	var drops []dropRow
 	if f := m.frozen; f != nil {
 		s.Hops, s.Topo, flows, drops = f.hops, f.topo, f.flows, f.drops
+		s.ViewAt = f.at
 		s.Evictions, s.DropsTotal = f.evictions, f.dropsTotal
 		// The frozen rows are shared by every paused snapshot: filter and
 		// sort a copy.

@@ -131,13 +131,18 @@ func (t *flowTable) add(p *journey.Packet, now time.Time) {
 	if e, ok := t.byKey[k]; ok {
 		t.lru.MoveToFront(e)
 		r = e.Value.(*flowRow)
+	} else if t.lru.Len() >= t.max {
+		// Recycle the least recently seen flow's entry: under flow churn
+		// (a scan, many short connections) this path runs per packet and
+		// must not allocate.
+		e := t.lru.Back()
+		r = e.Value.(*flowRow)
+		delete(t.byKey, r.Key)
+		t.evictions++
+		*r = flowRow{Key: k, First: now}
+		t.lru.MoveToFront(e)
+		t.byKey[k] = e
 	} else {
-		if t.lru.Len() >= t.max {
-			old := t.lru.Back()
-			delete(t.byKey, old.Value.(*flowRow).Key)
-			t.lru.Remove(old)
-			t.evictions++
-		}
 		r = &flowRow{Key: k, First: now}
 		t.byKey[k] = t.lru.PushFront(r)
 	}

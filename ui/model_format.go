@@ -262,8 +262,15 @@ func detailLines(p *journey.Packet, hops []topo.Hop) []string {
 		if s.Dir == "drop" && p.Drop != nil {
 			extra = strings.TrimSpace(p.Drop.Reason + " " + p.Drop.Location)
 		}
+		if s.Derived {
+			// No probe saw it here; the correlator filled the hop in.
+			extra = strings.TrimSpace(extra + " (inferred)")
+		}
 		add("  %3d  %-10s %-10s %-22s %-14s %-7s %s", i+1, "+"+span(s.Time), delta,
 			x.stepLabel(s), x.nsName(s.NetNS), s.Dir, extra)
+	}
+	if p.EventsOmitted > 0 {
+		add("  … %d more events not recorded (step limit)", p.EventsOmitted)
 	}
 	for i := range out {
 		out[i] = strings.TrimRight(out[i], " ")

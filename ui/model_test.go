@@ -362,3 +362,26 @@ func TestModelsDoNotImportTview(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkAddPacketsChurn(b *testing.B) {
+	hops := dockerHops()
+	m := newModel(modelConfig{MaxFlows: 1024})
+	m.tick(t0, hops, Counters{})
+	pool := make([]*journey.Packet, 4096)
+	for i := range pool {
+		if i%10 == 0 {
+			pool[i] = icmpDropped(hops, uint16(i))
+		} else {
+			pool[i] = udpLeft(hops, uint16(i))
+		}
+	}
+	batch := make([]*journey.Packet, 256)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(batch) {
+		for j := range batch {
+			batch[j] = pool[(i+j)%len(pool)]
+		}
+		m.addPackets(batch, t0)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -578,4 +579,53 @@ func checkPanic(t *testing.T, hs *harness, want string) {
 func fg(st tcell.Style) tcell.Color {
 	c, _, _ := st.Decompose()
 	return c
+}
+
+// Moving in a pane that only has its header used to hang tview's Table.
+func TestKeysOnEmptyPanes(t *testing.T) {
+	hs := startTUI(t, 80, 24, Options{})
+	for _, k := range []tcell.Key{tcell.KeyDown, tcell.KeyUp, tcell.KeyHome, tcell.KeyEnd, tcell.KeyPgDn, tcell.KeyEnter} {
+		hs.press(k, 0)
+	}
+	hs.press(tcell.KeyTab, 0)
+	hs.typeText("jkgG")
+	hs.press(tcell.KeyEnter, 0)
+	// Filtering everything away leaves an empty pane too.
+	hs.send(udpLeft(dockerHops(), 1))
+	hs.refresh()
+	hs.press(tcell.KeyTab, 0)
+	hs.press(tcell.KeyRune, 'j')
+	hs.press(tcell.KeyRune, '/')
+	hs.typeText("nomatch")
+	hs.press(tcell.KeyEnter, 0)
+	hs.refresh()
+	hs.typeText("jkjk")
+	if scr := hs.screen(); !strings.Contains(scr, "Flows (0 of 1)") {
+		t.Errorf("filtered screen:\n%s", scr)
+	}
+}
+
+// Quitting leaves nothing running: the feed reader, the ticker, the export
+// worker and tview's own goroutines all end.
+func TestQuitLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	rec := &exportRec{}
+	hs := startTUI(t, 80, 24, Options{Tick: 5 * time.Millisecond, Export: rec.export})
+	hs.send(icmpDropped(dockerHops(), 1))
+	hs.press(tcell.KeyRune, 'e')
+	hs.press(tcell.KeyEnter, 0)
+	waitFor(t, "export", func() bool { return len(rec.calls()) == 1 })
+	hs.sim.InjectKey(tcell.KeyRune, 'q', tcell.ModNone)
+	if err := <-hs.done; err != nil {
+		t.Fatal(err)
+	}
+	hs.done <- nil
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

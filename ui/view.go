@@ -165,7 +165,7 @@ func (t *tui) apply(s *snapshot, det renderedDetail) {
 
 	// Flows pane, keeping the selection on the same flow.
 	row, _ := w.flows.GetSelection()
-	w.flows.SetContent(&flowContent{rows: s.Flows, now: s.At, col: s.SortCol, desc: s.SortDesc})
+	w.flows.SetContent(&flowContent{rows: s.Flows, now: s.ViewAt, col: s.SortCol, desc: s.SortDesc})
 	sel := 0
 	if t.ui.haveSel {
 		for i := range s.Flows {

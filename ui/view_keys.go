@@ -115,7 +115,7 @@ func (t *tui) onKey(ev *tcell.EventKey) *tcell.EventKey {
 		return nil
 	case tcell.KeyRune:
 	default:
-		return ev
+		return t.toFocused(ev)
 	}
 	switch ev.Rune() {
 	case 'q':
@@ -146,9 +146,26 @@ func (t *tui) onKey(ev *tcell.EventKey) *tcell.EventKey {
 	case 'c':
 		t.openPicker()
 	default:
-		return ev // j, k, g, G… go to the focused widget
+		return t.toFocused(ev)
 	}
 	return nil
+}
+
+// toFocused passes a key on to the focused pane. tview's Table spins forever
+// looking for a selectable cell when it only has its (unselectable) header,
+// so a pane without rows gets no keys.
+func (t *tui) toFocused(ev *tcell.EventKey) *tcell.EventKey {
+	if t.ui.page != pageMain {
+		return ev
+	}
+	tb := t.w.flows
+	if t.ui.focusDrops {
+		tb = t.w.drops
+	}
+	if tb.GetRowCount() <= 1 {
+		return nil
+	}
+	return ev
 }
 
 func (t *tui) showPage(name string) {

@@ -52,7 +52,13 @@ func resolveContainer(ctx context.Context, f *filterFlags, progress func(string)
 		cs.netnsDirs = append(cs.netnsDirs, d.Path(filepath.Join(d.ExecRoot, "netns")))
 	}
 	if f.to != "" {
-		ips, err := docker.Resolve(ctx, eng, f.to)
+		var overlays []string
+		for _, ep := range cs.scope.Container.Endpoints {
+			if ep.Driver == "overlay" {
+				overlays = append(overlays, ep.NetworkID)
+			}
+		}
+		ips, err := docker.Resolve(ctx, eng, f.to, overlays...)
 		if err != nil {
 			eng.Close()
 			return nil, usagef("--to %s: %v", f.to, err)
@@ -88,6 +94,11 @@ func (c *containerScope) watch(ctx context.Context, stderr io.Writer) context.Co
 			case err != nil:
 				continue // a daemon restart is not the container stopping
 			case !cur.Running:
+				// A restart stops the container briefly: give it a
+				// moment to come back before ending the trace.
+				if back := c.waitRunning(ctx, id, restartGrace); back {
+					continue
+				}
 				msg = fmt.Sprintf("container %s stopped (state %s)", c.scope.Container.Name, cur.State)
 			default:
 				continue
@@ -101,10 +112,52 @@ func (c *containerScope) watch(ctx context.Context, stderr io.Writer) context.Co
 	return ctx
 }
 
+// list is the namespaces --container resolved to; nil-safe.
+func (c *containerScope) list() []topo.NetNS {
+	if c == nil {
+		return nil
+	}
+	return c.namespaces
+}
+
+// rescope resolves the container again on each refresh: after a restart
+// its namespace and veth are new. extra is what --netns added. A nil
+// receiver means no container scope: the session's default applies.
+func (c *containerScope) rescope(ctx context.Context, extra []topo.NetNS) func() ([]topo.NetNS, error) {
+	if c == nil {
+		return nil
+	}
+	return func() ([]topo.NetNS, error) {
+		sc, err := docker.Scope(ctx, c.eng, c.scope.Container.ID)
+		if err != nil {
+			return append(c.namespaces, extra...), nil // keep the last known scope
+		}
+		c.namespaces = sc.NetNS
+		return append(sc.NetNS, extra...), nil
+	}
+}
+
 func (c *containerScope) stopped() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stopMsg
+}
+
+const restartGrace = 3 * time.Second
+
+func (c *containerScope) waitRunning(ctx context.Context, id string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(250 * time.Millisecond):
+		}
+		if cur, err := c.eng.Container(ctx, id); err == nil && cur.Running {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *containerScope) Close() error { return c.eng.Close() }

@@ -65,7 +65,7 @@ func (f *filterFlags) register(fs *flag.FlagSet) {
 }
 
 // hiddenFlags are for tests and are left out of -h.
-var hiddenFlags = map[string]bool{"force-raw-tp": true, "force-clsact": true, "no-tc": true, "ready-file": true}
+var hiddenFlags = map[string]bool{"force-raw-tp": true, "force-clsact": true, "no-tc": true, "ready-file": true, "ring-size": true}
 
 func parsePrefix(flagName, v string) (netip.Prefix, error) {
 	if v == "" {

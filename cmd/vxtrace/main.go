@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -26,9 +27,41 @@ Run 'vxtrace COMMAND -h' for a command's flags.`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := runSafe(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
+}
+
+// panicError is a panic of the main goroutine, recovered once every
+// deferred Close on the way up has detached what the run attached.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e panicError) Error() string {
+	return fmt.Sprintf("internal error: panic: %v (please report it)\n%s", e.value, e.stack)
+}
+
+// runSafe is run with a panic turned into an error. The unwinding runs the
+// deferred Close of the session, so a bug still leaves the node as it was.
+// (A panic on another goroutine cannot be recovered here; tcx links die with
+// the process anyway, and the next run sweeps legacy filters.)
+func runSafe(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = panicError{value: v, stack: debug.Stack()}
+		}
+	}()
+	return run(ctx, args, stdout, stderr)
+}
+
+// testPanic lets tests prove that a panic leaves nothing behind:
+// VXTRACE_TEST_PANIC names the point of the run that panics.
+func testPanic(point string) {
+	if os.Getenv("VXTRACE_TEST_PANIC") == point {
+		panic("VXTRACE_TEST_PANIC=" + point)
+	}
 }
 
 // errDrops makes --fail-on-drop exit 1 without printing anything more.
@@ -36,6 +69,7 @@ var errDrops = errors.New("packets were dropped")
 
 func exitCode(err error, stderr io.Writer) int {
 	var ue usageError
+	var pe panicError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
@@ -44,6 +78,9 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "vxtrace: %s\n", ue.msg)
 		return 2
+	case errors.As(err, &pe):
+		fmt.Fprintf(stderr, "vxtrace: %v", pe)
+		return 3
 	default:
 		fmt.Fprintf(stderr, "vxtrace: %v\n", err)
 		return 1

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 
 	"github.com/vxtrace/vxtrace/topo"
 )
@@ -23,7 +24,8 @@ func runTopology(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args, topologyUsage); err != nil {
 		return err
 	}
-	if _, _, err := f.tracerConfig(); err != nil {
+	tcfg, _, err := f.tracerConfig()
+	if err != nil {
 		return err
 	}
 	scope, err := f.scope()
@@ -39,6 +41,9 @@ func runTopology(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		defer cs.Close()
 		t, path = cs.scope.Topology, cs.scope.Path
+		if cs.dst.IsValid() && !tcfg.Dst.IsValid() {
+			tcfg.Dst = cs.dst
+		}
 	} else {
 		if len(scope) == 0 {
 			if scope, err = topo.ListNamespaces(); err != nil {
@@ -68,5 +73,10 @@ func runTopology(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stdout, "no hops found in scope")
 		return nil
 	}
-	return t.Format(stdout, path)
+	// A destination narrows vxlan hops to the entries that carry it.
+	var dst net.IP
+	if tcfg.Dst.IsValid() && tcfg.Dst.IsSingleIP() {
+		dst = net.IP(tcfg.Dst.Addr().AsSlice())
+	}
+	return t.FormatTo(stdout, path, dst)
 }

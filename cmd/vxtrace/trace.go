@@ -38,6 +38,7 @@ type traceFlags struct {
 	maxPackets int
 	stats      bool
 	readyFile  string
+	ringSize   int
 	logFile    string
 	verbose    bool
 	quiet      bool
@@ -54,6 +55,7 @@ func (f *traceFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxPackets, "max-packets", report.DefaultMaxPackets, "packets kept in --json (the summary counts all)")
 	fs.BoolVar(&f.stats, "stats", false, "print per-program BPF run time and lost-event counters at exit")
 	fs.StringVar(&f.readyFile, "ready-file", "", "")
+	fs.IntVar(&f.ringSize, "ring-size", 0, "")
 	fs.StringVar(&f.logFile, "log-file", "", "write logs to FILE instead of stderr")
 	fs.BoolVar(&f.verbose, "v", false, "verbose logs")
 	fs.BoolVar(&f.quiet, "q", false, "print only verdict lines and the summary, no progress")
@@ -79,6 +81,10 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := durationFlag("timeout", f.timeout, 10*time.Millisecond); err != nil {
 		return err
 	}
+	if f.ringSize != 0 && (f.ringSize < os.Getpagesize() || f.ringSize&(f.ringSize-1) != 0) {
+		return usagef("--ring-size %d is not a power of two of at least %d bytes", f.ringSize, os.Getpagesize())
+	}
+	tcfg.RingSize = f.ringSize
 	if f.jsonPath != "" && f.jsonPath == f.jsonlPath && f.jsonPath != "-" {
 		return usagef("--json and --jsonl name the same file %s", f.jsonPath)
 	}
@@ -145,7 +151,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	s, err := session.Start(ctx, session.Options{
 		Tracer: tcfg, Scope: scope, ExtraNetNSDirs: extraDirs, Timeout: f.timeout,
-		Log: log, Progress: progress,
+		Log: log, Progress: progress, Rescope: dockerScope.rescope(ctx, scope[len(dockerScope.list()):]),
+		OnChange: func(added, gone []topo.Hop) { reportChanges(stderr, added, gone) },
 	})
 	if err != nil {
 		return err
@@ -170,6 +177,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("writing ready file: %w", err)
 		}
 	}
+	testPanic("after-attach")
 
 	runCtx := ctx
 	if f.duration > 0 {
@@ -186,6 +194,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if f.count > 0 && done >= f.count {
 			return true
 		}
+		testPanic("in-run")
 		done++
 		if p.Verdict == journey.Dropped {
 			drops++
@@ -210,12 +219,18 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if f.stats {
+		printStats(stderr, s)
+	}
+	// Detach before the exports: a big document takes a while to write,
+	// and the node should not carry the probes (nor pay for them under a
+	// flood) meanwhile. The deferred Close is then a no-op.
+	if err := s.Close(); err != nil {
+		fmt.Fprintf(stderr, "vxtrace: warning: detaching: %v\n", err)
+	}
 	text.SetHops(doc.Hops)
 	if err := text.Summary(doc); err != nil && writeErr == nil {
 		writeErr = err
-	}
-	if f.stats {
-		printStats(stderr, s)
 	}
 	if f.jsonPath != "" {
 		if err := report.WriteFile(f.jsonPath, doc); err != nil {
@@ -232,6 +247,19 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errDrops
 	}
 	return nil
+}
+
+// reportChanges tells the user that the node changed under the trace.
+func reportChanges(w io.Writer, added, gone []topo.Hop) {
+	for _, h := range gone {
+		fmt.Fprintf(w, "vxtrace: hop %s/%s is gone\n", h.NetNS.DisplayName(), h.Ifname)
+	}
+	for _, h := range added {
+		if h.Kind == topo.KindOther {
+			continue
+		}
+		fmt.Fprintf(w, "vxtrace: new hop %s/%s (%s): attached\n", h.NetNS.DisplayName(), h.Ifname, h.Kind)
+	}
 }
 
 // finish builds the document from the recorder and the kernel counters.

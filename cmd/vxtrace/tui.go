@@ -73,6 +73,10 @@ func runTUI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	s, err := session.Start(ctx, session.Options{
 		Tracer: tcfg, Scope: scope, ExtraNetNSDirs: extraDirs, Timeout: *timeout, Log: log, Progress: progress,
+		Rescope: cs.rescope(ctx, scope[len(cs.list()):]),
+		OnChange: func(added, gone []topo.Hop) {
+			log.Info("hops changed", "added", len(added), "gone", len(gone))
+		},
 	})
 	if err != nil {
 		return err
@@ -107,6 +111,8 @@ type liveFeed struct {
 	dropped atomic.Uint64
 	scope   string
 	filter  string
+
+	hopsVersion uint64 // Hops is polled from one goroutine only
 
 	mu  sync.Mutex // guards rec
 	rec *report.Recorder
@@ -191,7 +197,14 @@ func (f *liveFeed) emit(p *journey.Packet) bool {
 	return false
 }
 
-func (f *liveFeed) Hops() []topo.Hop                { return f.hops }
+// Hops follows the session's topology: a refresh may add or retire hops.
+func (f *liveFeed) Hops() []topo.Hop {
+	if v := f.s.TopologyVersion(); v != f.hopsVersion {
+		f.hopsVersion = v
+		f.hops = pathOrder(f.s.Topology())
+	}
+	return f.hops
+}
 func (f *liveFeed) Packets() <-chan *journey.Packet { return f.packets }
 
 func (f *liveFeed) Counters() ui.Counters {

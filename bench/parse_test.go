@@ -1,0 +1,68 @@
+package main
+
+import "testing"
+
+// The bench reads other tools' output; these pin the formats it relies on,
+// so that a changed --stats layout fails here rather than leaving the P4
+// table silently empty.
+func TestParseStats(t *testing.T) {
+	out := `vxtrace: notice: something
+events: 10 written, 3 lost in the kernel, 2 lost in user space; tracked-map full: 1, stale: 4
+program                          runs     run time     ns/run  recursion
+tp_netif_receive_skb              123      1.234ms   10032.5          0
+tc_ingress                          5        850µs  170000.0          2
+(run times are 0 unless kernel.bpf_stats_enabled=1)
+`
+	var tr Tracer
+	if err := parseStats(out, &tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Events != 10 || tr.LostKernel != 3 || tr.LostUser != 2 || tr.TrackFull != 1 || tr.Stale != 4 {
+		t.Fatalf("counters %+v", tr)
+	}
+	if len(tr.Programs) != 2 {
+		t.Fatalf("programs %+v", tr.Programs)
+	}
+	p := tr.Programs[1]
+	if p.Name != "tc_ingress" || p.Runs != 5 || p.RunTimeNs != 850000 || p.NsPerRun != 170000 || p.Recursion != 2 {
+		t.Fatalf("program %+v", p)
+	}
+	if err := parseStats("vxtrace: error\n", &tr); err == nil {
+		t.Fatal("no stats line parsed without error")
+	}
+}
+
+func TestParseIPerf(t *testing.T) {
+	udp := []byte(`{"end":{"sum":{"bits_per_second":1e8,"seconds":10,"packets":2000000,"lost_packets":100000},
+		"cpu_utilization_percent":{"host_total":99.5,"remote_total":60}}}`)
+	ip, err := parseIPerf(udp, "udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip.PPS != 190000 || ip.SenderCPU != 99.5 {
+		t.Fatalf("udp %+v", ip)
+	}
+	tcp := []byte(`{"end":{"sum_sent":{"bits_per_second":2e10,"retransmits":3},"sum_received":{"bits_per_second":1.9e10,"seconds":10}}}`)
+	if ip, err = parseIPerf(tcp, "tcp"); err != nil || ip.BitsPerSecond != 1.9e10 || ip.Retransmits != 3 {
+		t.Fatalf("tcp %+v %v", ip, err)
+	}
+	if _, err := parseIPerf([]byte(`{"error":"unable to connect"}`), "tcp"); err == nil {
+		t.Fatal("iperf3 error not reported")
+	}
+}
+
+func TestParseTcpdump(t *testing.T) {
+	c, d := parseTcpdump("tcpdump: listening on eth0\n642813 packets captured\n650000 packets received by filter\n2278 packets dropped by kernel\n")
+	if c != 642813 || d != 2278 {
+		t.Fatalf("captured %d dropped %d", c, d)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Fatal(m)
+	}
+	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+		t.Fatal(m)
+	}
+}
