@@ -39,6 +39,9 @@ func WriteFile(path string, d *Doc) error {
 	return writeAtomic(path, b)
 }
 
+// WriteBytes writes b to path the way WriteFile does: atomically, mode 0600.
+func WriteBytes(path string, b []byte) error { return writeAtomic(path, b) }
+
 func writeAtomic(path string, b []byte) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")

@@ -21,6 +21,7 @@ Usage:
   vxtrace [tui] [flags]          live per-hop view (the default)
   vxtrace trace [flags]          follow matching packets, print verdicts, exit
   vxtrace topology [flags]       print the hop chain that would be traced
+  vxtrace join A.json B.json     join two nodes' traces: one verdict per packet
   vxtrace version [--features]   version, and what this kernel offers
 
 Run 'vxtrace COMMAND -h' for a command's flags.`
@@ -101,11 +102,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runTopology(ctx, args, stdout, stderr)
 	case "version":
 		return runVersion(ctx, args, stdout, stderr)
+	case "join":
+		return runJoin(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprintln(stdout, topUsage)
 		return nil
 	}
-	return usagef("unknown command %q (commands: trace, tui, topology, version)", cmd)
+	return usagef("unknown command %q (commands: trace, tui, topology, join, version)", cmd)
 }
 
 // newLogger logs to a file when asked, else to stderr at warning level, so

@@ -40,6 +40,7 @@ type traceFlags struct {
 	readyFile  string
 	ringSize   int
 	logFile    string
+	node       string
 	verbose    bool
 	quiet      bool
 }
@@ -57,6 +58,7 @@ func (f *traceFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.readyFile, "ready-file", "", "")
 	fs.IntVar(&f.ringSize, "ring-size", 0, "")
 	fs.StringVar(&f.logFile, "log-file", "", "write logs to FILE instead of stderr")
+	fs.StringVar(&f.node, "node", "", "node name recorded in the JSON (default: the hostname); 'vxtrace join' matches traces by it")
 	fs.BoolVar(&f.verbose, "v", false, "verbose logs")
 	fs.BoolVar(&f.quiet, "q", false, "print only verdict lines and the summary, no progress")
 }
@@ -166,7 +168,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	rfilter.NetNS = scope
-	rec := report.NewRecorder(report.Options{Filter: rfilter, MaxPackets: f.maxPackets, Namer: s.Names()})
+	rec := report.NewRecorder(report.Options{Node: f.node, Filter: rfilter, MaxPackets: f.maxPackets, Namer: s.Names()})
 	text := report.NewText(textOut, report.TextOptions{})
 	text.SetHops(s.Hops())
 	if !f.quiet {
