@@ -208,16 +208,13 @@ func (t *Tracer) attachTracing(progs ...*ebpf.Program) error {
 	return nil
 }
 
-func (p *tpBTFPrograms) close() {
-	for _, prog := range []*ebpf.Program{p.Rx, p.Tx, p.Drop, p.Consume} {
-		if prog != nil {
-			prog.Close()
-		}
-	}
-}
+func (p *tpBTFPrograms) close() { closePrograms(p.Rx, p.Tx, p.Drop, p.Consume) }
+func (p *rawTPPrograms) close() { closePrograms(p.Rx, p.Tx, p.Drop, p.Consume) }
 
-func (p *rawTPPrograms) close() {
-	for _, prog := range []*ebpf.Program{p.Rx, p.Tx, p.Drop, p.Consume} {
+// closePrograms releases loaded programs: once attached, their links keep
+// them alive.
+func closePrograms(progs ...*ebpf.Program) {
+	for _, prog := range progs {
 		if prog != nil {
 			prog.Close()
 		}
@@ -312,12 +309,7 @@ func (t *Tracer) Close() error {
 	}
 	t.tcHops = nil
 	t.closeLinks()
-	if t.tc.Ingress != nil {
-		t.tc.Ingress.Close()
-	}
-	if t.tc.Egress != nil {
-		t.tc.Egress.Close()
-	}
+	closePrograms(t.tc.Ingress, t.tc.Egress)
 	errs = append(errs, t.maps.Close())
 	return errors.Join(errs...)
 }
