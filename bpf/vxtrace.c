@@ -259,28 +259,34 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 	int ok = parse_skb(s, skb, dev, 1) == 0;
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), fp = 0;
 	__u8 flags = 0;
-	if (ok)
-		fp = fingerprint(p, &s->k);
 
 	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
 	if (t && now - t->ts > cfg.track_ttl_ns) {
 		bpf_map_delete_elem(&tracked, &key);
 		t = NULL;
 	}
-	if (t && ok && fully_parsed(p) && fp != t->fp) {
-		/* The address now holds another packet: the old one was freed
-		 * on a path that fires no tracepoint. */
-		if (!filter_match(&cfg, p)) {
-			bpf_map_delete_elem(&tracked, &key);
-			stat_inc(VX_STAT_STALE);
-			return;
+	if (t) {
+		if (ok && fully_parsed(p)) {
+			fp = fingerprint(p, &s->k);
+			if (fp != t->fp) {
+				/* The address now holds another packet: the old
+				 * one was freed on a path that fires no
+				 * tracepoint. */
+				if (!filter_match(&cfg, p)) {
+					bpf_map_delete_elem(&tracked, &key);
+					stat_inc(VX_STAT_STALE);
+					return;
+				}
+				t->fp = fp;
+				flags |= VX_F_NEW;
+			}
 		}
-		t->fp = fp;
-		flags |= VX_F_NEW;
-	}
-	if (!t) {
+	} else {
+		/* The common case on a busy node: a packet the filter does not
+		 * want. Nothing is hashed or written for it. */
 		if (!ok || !filter_match(&cfg, p))
 			return;
+		fp = fingerprint(p, &s->k);
 		struct vx_track nt = {.fp = fp, .ts = now};
 		if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY) < 0)
 			stat_inc(VX_STAT_TRACK_FULL);
