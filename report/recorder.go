@@ -11,8 +11,10 @@ import (
 	"github.com/vxtrace/vxtrace/topo"
 )
 
-// DefaultMaxPackets caps the packets a document keeps.
-const DefaultMaxPackets = 10000
+// DefaultMaxPackets caps the packets a document keeps: a thousand journeys
+// is more than anyone reads, and keeps the end-of-trace write quick. The
+// summary counts every packet.
+const DefaultMaxPackets = 1000
 
 // Options configure a Recorder.
 type Options struct {

@@ -182,7 +182,16 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 	}()
 
 	if s.opts.Refresh >= 0 {
-		go s.refreshLoop(ctx)
+		// Run must not return while a refresh still uses the tracer:
+		// Close follows it.
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.refreshLoop(ctx)
+		}()
+		defer wg.Wait()
+		defer cancel()
 	}
 
 	stopped := false

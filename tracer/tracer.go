@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -304,9 +305,19 @@ func (t *Tracer) Close() error {
 	}
 	t.closed = true
 	var errs []error
-	for i := len(t.tcHops) - 1; i >= 0; i-- {
-		errs = append(errs, t.tcHops[i].close())
+	// Each detach waits for the kernel; overlapping them keeps Ctrl-C
+	// quick on a node with many hops.
+	hopErrs := make([]error, len(t.tcHops))
+	var wg sync.WaitGroup
+	for i, a := range t.tcHops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hopErrs[i] = a.close()
+		}()
 	}
+	wg.Wait()
+	errs = append(errs, hopErrs...)
 	t.tcHops = nil
 	t.closeLinks()
 	closePrograms(t.tc.Ingress, t.tc.Egress)
