@@ -43,6 +43,19 @@ func WriteFile(path string, d *Doc) error {
 func WriteBytes(path string, b []byte) error { return writeAtomic(path, b) }
 
 func writeAtomic(path string, b []byte) (err error) {
+	// A device or a pipe (/dev/null, /dev/stdout, a FIFO another tool
+	// reads) is written in place: renaming over it would replace it.
+	if st, serr := os.Stat(path); serr == nil && !st.Mode().IsRegular() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("opening %s: %w", path, err)
+		}
+		if _, err := f.Write(b); err != nil {
+			f.Close()
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+		return f.Close()
+	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

@@ -353,6 +353,13 @@ func checkWritable(flagName, path string) error {
 	dir := filepath.Dir(path)
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return usagef("--%s %s is a directory", flagName, path)
+	} else if err == nil && !st.Mode().IsRegular() {
+		// A device or pipe is written in place.
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return usagef("--%s %s: %v", flagName, path, err)
+		}
+		return f.Close()
 	}
 	tmp, err := os.CreateTemp(dir, ".vxtrace-check-*")
 	if err != nil {
