@@ -144,13 +144,33 @@ func deleteNS(name string) error {
 // command line.
 func processAlive(pid int, cmdline string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || len(b) == 0 { // zombies have an empty cmdline
+	if err != nil {
 		return false
+	}
+	if len(b) == 0 {
+		// Empty for a zombie, and also for a moment while the process
+		// execs (nsenter becoming dockerd): the state tells them apart.
+		// Its identity cannot be checked then.
+		return cmdline == "" && procState(pid) != 'Z' && procState(pid) != 0
 	}
 	if cmdline == "" {
 		return true
 	}
 	return strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ") == cmdline
+}
+
+// procState is the state letter of /proc/PID/stat (R, S, Z, ...), or 0.
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name in parentheses may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
 }
 
 // killProcess stops pid, politely first.
