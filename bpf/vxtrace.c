@@ -25,6 +25,8 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define ARPHRD_LOOPBACK_ 772
 #define TC_CONTINUE -1 /* TCX_NEXT for tcx, TC_ACT_UNSPEC for cls_bpf */
 #define HDR_UNSET 0xffff
+/* A ring-buffer record: the event and the 8-byte header the ring adds. */
+#define VX_RECORD_LEN (sizeof(struct vx_event) + 8)
 
 volatile const struct vx_config cfg = {};
 
@@ -84,48 +86,44 @@ struct scratch {
 /* Packet headers and parse state live here, not on the 512-byte stack. A
  * program can be interrupted on its CPU by another one (a softirq's TC or
  * receive tracepoint during a process-context transmit), so each nesting
- * level gets its own slot. */
+ * level gets its own slot; one lookup finds the depth and the slots. */
 #define VX_NEST_MAX 4
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VX_NEST_MAX);
-	__type(key, __u32);
-	__type(value, struct scratch);
-} scratch_map SEC(".maps");
+struct scratch_area {
+	__u32 depth;
+	__u32 pad;
+	struct scratch slot[VX_NEST_MAX];
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
-} nest SEC(".maps");
+	__type(value, struct scratch_area);
+} scratch_map SEC(".maps");
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
-static __always_inline struct scratch *scratch_get(void)
+static __always_inline struct scratch *scratch_get(struct scratch_area **area)
 {
 	__u32 zero = 0;
-	__u32 *depth = bpf_map_lookup_elem(&nest, &zero);
-	if (!depth)
+	struct scratch_area *a = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!a)
 		return NULL;
-	__u32 slot = *depth;
-	if (slot >= VX_NEST_MAX)
+	__u32 d = a->depth;
+	if (d >= VX_NEST_MAX)
 		return NULL;
-	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &slot);
-	if (!s)
-		return NULL;
-	*depth = slot + 1;
+	a->depth = d + 1;
+	*area = a;
+	struct scratch *s = &a->slot[d];
 	__builtin_memset(&s->p, 0, sizeof(s->p));
 	return s;
 }
 
-static __always_inline void scratch_put(void)
+static __always_inline void scratch_put(struct scratch_area *a)
 {
-	__u32 zero = 0;
-	__u32 *depth = bpf_map_lookup_elem(&nest, &zero);
-	if (depth && *depth)
-		*depth -= 1;
+	if (a->depth)
+		a->depth -= 1;
 }
 
 static __always_inline void stat_inc(__u32 idx)
@@ -154,14 +152,18 @@ static __always_inline int netns_allowed(__u32 netns)
 	return bpf_map_lookup_elem(&netns_filter, &netns) != NULL;
 }
 
-/* A low byte threshold would wake the reader for every event, which costs
- * more than the rest of the program; the reader polls with a deadline, so
- * events queued without a wakeup still reach it in time. */
+/* Waking the reader costs more than the rest of the program (an IPI, a VM
+ * exit here), so the reader is woken once each time the queue grows by
+ * another cfg.wakeup_bytes; it also polls on a short deadline, so events
+ * left without a wakeup still reach it in time. A reader that lags is not
+ * woken for every event either. */
 static __always_inline __u64 wakeup_flags(void)
 {
 	if (!cfg.wakeup_bytes)
 		return 0;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 before = avail > VX_RECORD_LEN ? avail - VX_RECORD_LEN : 0;
+	if (avail / cfg.wakeup_bytes != before / cfg.wakeup_bytes)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }
@@ -194,22 +196,37 @@ static __always_inline void emit(const struct vx_parsed *p, __u64 fp, __u64 skb,
 	stat_inc(VX_STAT_EVENTS);
 }
 
+/* Kernel reads. BTF tracepoints and TC (through bpf_cast_to_kern_ctx) hold
+ * pointers the verifier lets the program dereference: a plain load, where
+ * bpf_probe_read_kernel is a helper call per field. Raw tracepoints get
+ * bare addresses and must probe. `direct` is a constant at every call site,
+ * so each program keeps only its own kind of read. */
+#define KREAD(direct, obj, ...) ((direct) ? (obj)->__VA_ARGS__ : BPF_CORE_READ(obj, __VA_ARGS__))
+
+static __always_inline __u32 dev_netns(const struct net_device *dev, const int direct)
+{
+	if (direct)
+		return dev->nd_net.net->ns.inum;
+	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+}
+
 /* Copies the start of the frame into buf. An Ethernet-like device is read
  * from the MAC header; anything else (or an skb with no device, at free time)
  * from the network header, with the L3 protocol taken from skb->protocol. */
 static __always_inline int snap_skb(struct sk_buff *skb,
 				    const struct net_device *dev, int want_l2,
-				    __u8 *buf, __u32 *len, int *l2, __u16 *proto)
+				    __u8 *buf, __u32 *len, int *l2, __u16 *proto,
+				    const int direct)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 mac = BPF_CORE_READ(skb, mac_header);
-	__u16 net = BPF_CORE_READ(skb, network_header);
-	__u32 tail = BPF_CORE_READ(skb, tail);
+	unsigned char *head = KREAD(direct, skb, head);
+	__u16 mac = KREAD(direct, skb, mac_header);
+	__u16 net = KREAD(direct, skb, network_header);
+	__u32 tail = KREAD(direct, skb, tail);
 	__u32 start;
 
 	*l2 = 0;
 	if (want_l2 && dev && mac != HDR_UNSET && (net == HDR_UNSET || mac < net)) {
-		__u16 type = BPF_CORE_READ(dev, type);
+		__u16 type = KREAD(direct, dev, type);
 		if (type == ARPHRD_ETHER_ || type == ARPHRD_LOOPBACK_)
 			*l2 = 1;
 	}
@@ -219,7 +236,7 @@ static __always_inline int snap_skb(struct sk_buff *skb,
 		if (net == HDR_UNSET)
 			return -1;
 		start = net;
-		*proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+		*proto = bpf_ntohs(KREAD(direct, skb, protocol));
 	}
 	if (tail <= start)
 		return -1;
@@ -233,12 +250,13 @@ static __always_inline int snap_skb(struct sk_buff *skb,
 }
 
 static __always_inline int parse_skb(struct scratch *s, struct sk_buff *skb,
-				     const struct net_device *dev, int want_l2)
+				     const struct net_device *dev, int want_l2,
+				     const int direct)
 {
 	__u32 len = 0;
 	__u16 proto = 0;
 	int l2;
-	if (snap_skb(skb, dev, want_l2, s->buf, &len, &l2, &proto) < 0)
+	if (snap_skb(skb, dev, want_l2, s->buf, &len, &l2, &proto, direct) < 0)
 		return -1;
 	return parse_frame(&cfg, s->buf, len, l2, proto, &s->p, &s->in);
 }
@@ -253,10 +271,11 @@ static __always_inline int fully_parsed(const struct vx_parsed *p)
 static __always_inline void on_dev_scratch(struct scratch *s,
 					   struct sk_buff *skb,
 					   const struct net_device *dev,
-					   __u32 netns, __u8 hook)
+					   __u32 netns, __u8 hook,
+					   const int direct)
 {
 	struct vx_parsed *p = &s->p;
-	int ok = parse_skb(s, skb, dev, 1) == 0;
+	int ok = parse_skb(s, skb, dev, 1, direct) == 0;
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), fp = 0;
 	__u8 flags = 0;
 
@@ -297,11 +316,11 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 	}
 	t->ts = now;
 	t->netns = netns;
-	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+	__u32 ifindex = KREAD(direct, dev, ifindex);
 	t->ifindex = ifindex;
 	fp = t->fp;
 
-	__u32 len = BPF_CORE_READ(skb, len);
+	__u32 len = KREAD(direct, skb, len);
 	struct vx_hop_stats *hs = hop_counters(netns, ifindex);
 	if (hs) {
 		if (hook == VX_HOOK_RX)
@@ -314,47 +333,46 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 }
 
 static __always_inline void on_dev(struct sk_buff *skb,
-				   const struct net_device *dev, __u8 hook)
+				   const struct net_device *dev, __u8 hook,
+				   const int direct)
 {
 	if (!dev)
 		return;
-	__u32 netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	__u32 netns = dev_netns(dev, direct);
 	if (!netns_allowed(netns))
 		return;
-	struct scratch *s = scratch_get();
+	struct scratch_area *a;
+	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return;
-	on_dev_scratch(s, skb, dev, netns, hook);
-	scratch_put();
+	on_dev_scratch(s, skb, dev, netns, hook, direct);
+	scratch_put(a);
 }
 
 /* skb is being freed: dropped (kfree_skb) or after normal use (consume_skb). */
 static __always_inline void on_free_scratch(struct scratch *s,
 					    struct sk_buff *skb,
-					    void *location, __u32 reason,
-					    __u8 hook)
+					    struct vx_track *t, void *location,
+					    __u32 reason, __u8 hook,
+					    const int direct)
 {
-	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), fp;
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	__u64 key = (__u64)skb, fp;
+	struct net_device *dev = KREAD(direct, skb, dev);
 	__u32 netns = 0, ifindex = 0;
 	__u8 flags = 0;
 	struct vx_parsed *p = &s->p;
 
 	if (dev) {
-		netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
-		ifindex = BPF_CORE_READ(dev, ifindex);
-	}
-	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
-	if (t && now - t->ts > cfg.track_ttl_ns) {
-		bpf_map_delete_elem(&tracked, &key);
-		t = NULL;
+		netns = dev_netns(dev, direct);
+		ifindex = KREAD(direct, dev, ifindex);
 	}
 	if (t) {
 		fp = t->fp;
+		__u32 tnetns = t->netns, tifindex = t->ifindex;
 		bpf_map_delete_elem(&tracked, &key);
 		if (!dev) {
-			netns = t->netns;
-			ifindex = t->ifindex;
+			netns = tnetns;
+			ifindex = tifindex;
 		} else if (!netns_allowed(netns)) {
 			/* It left the scope (another node's namespace on the
 			 * same kernel): what happens there is not ours. */
@@ -362,18 +380,17 @@ static __always_inline void on_free_scratch(struct scratch *s,
 		}
 		/* An address reused by another packet since a free that
 		 * fired no tracepoint: its headers say so. */
-		if (parse_skb(s, skb, dev, 0) == 0 && fully_parsed(p) &&
+		if (parse_skb(s, skb, dev, 0, direct) == 0 && fully_parsed(p) &&
 		    fingerprint(p, &s->k) != fp) {
 			stat_inc(VX_STAT_STALE);
 			return;
 		}
 	} else {
 		/* A drop before the first hop (e.g. in the sender's stack):
-		 * match it on its own headers. Frees after normal use of
-		 * untracked packets are not ours to report. */
-		if (hook != VX_HOOK_DROP || !dev || !netns_allowed(netns))
+		 * match it on its own headers. */
+		if (!dev || !netns_allowed(netns))
 			return;
-		if (parse_skb(s, skb, dev, 0) < 0 || !filter_match(&cfg, p))
+		if (parse_skb(s, skb, dev, 0, direct) < 0 || !filter_match(&cfg, p))
 			return;
 		fp = fingerprint(p, &s->k);
 		flags |= VX_F_NEW;
@@ -393,26 +410,37 @@ static __always_inline void on_free_scratch(struct scratch *s,
 			bpf_map_update_elem(&drop_stats, &dk, &one, BPF_NOEXIST);
 		}
 	}
-	emit(p, fp, key, netns, ifindex, BPF_CORE_READ(skb, len), hook, flags,
+	emit(p, fp, key, netns, ifindex, KREAD(direct, skb, len), hook, flags,
 	     reason, (__u64)location);
 }
 
 static __always_inline void on_free(struct sk_buff *skb, void *location,
-				    __u32 reason, __u8 hook)
+				    __u32 reason, __u8 hook, const int direct)
 {
-	struct scratch *s = scratch_get();
+	/* consume_skb fires for every skb the system frees after use: one
+	 * hash lookup decides, before anything else, whether it is ours. */
+	__u64 key = (__u64)skb;
+	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
+	if (t && bpf_ktime_get_ns() - t->ts > cfg.track_ttl_ns) {
+		bpf_map_delete_elem(&tracked, &key);
+		t = NULL;
+	}
+	if (!t && hook != VX_HOOK_DROP)
+		return;
+	struct scratch_area *a;
+	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return;
-	on_free_scratch(s, skb, location, reason, hook);
-	scratch_put();
+	on_free_scratch(s, skb, t, location, reason, hook, direct);
+	scratch_put(a);
 }
 
-/* BTF tracepoints. */
+/* BTF tracepoints: direct reads. */
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 {
-	on_dev(skb, BPF_CORE_READ(skb, dev), VX_HOOK_RX);
+	on_dev(skb, skb->dev, VX_HOOK_RX, 1);
 	return 0;
 }
 
@@ -420,7 +448,7 @@ SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(tp_net_dev_start_xmit, const struct sk_buff *skb,
 	     const struct net_device *dev)
 {
-	on_dev((struct sk_buff *)skb, dev, VX_HOOK_TX);
+	on_dev((struct sk_buff *)skb, dev, VX_HOOK_TX, 1);
 	return 0;
 }
 
@@ -428,23 +456,24 @@ SEC("tp_btf/kfree_skb")
 int BPF_PROG(tp_kfree_skb, struct sk_buff *skb, void *location,
 	     enum skb_drop_reason reason)
 {
-	on_free(skb, location, (__u32)reason, VX_HOOK_DROP);
+	on_free(skb, location, (__u32)reason, VX_HOOK_DROP, 1);
 	return 0;
 }
 
 SEC("tp_btf/consume_skb")
 int BPF_PROG(tp_consume_skb, struct sk_buff *skb, void *location)
 {
-	on_free(skb, location, 0, VX_HOOK_CONSUME);
+	on_free(skb, location, 0, VX_HOOK_CONSUME, 1);
 	return 0;
 }
 
-/* Raw tracepoints: the same handlers where tp_btf is refused. */
+/* Raw tracepoints: the same handlers where tp_btf is refused; every kernel
+ * read is a probe. */
 
 SEC("raw_tp/netif_receive_skb")
 int BPF_PROG(raw_netif_receive_skb, struct sk_buff *skb)
 {
-	on_dev(skb, BPF_CORE_READ(skb, dev), VX_HOOK_RX);
+	on_dev(skb, BPF_CORE_READ(skb, dev), VX_HOOK_RX, 0);
 	return 0;
 }
 
@@ -452,7 +481,7 @@ SEC("raw_tp/net_dev_start_xmit")
 int BPF_PROG(raw_net_dev_start_xmit, struct sk_buff *skb,
 	     struct net_device *dev)
 {
-	on_dev(skb, dev, VX_HOOK_TX);
+	on_dev(skb, dev, VX_HOOK_TX, 0);
 	return 0;
 }
 
@@ -460,21 +489,58 @@ SEC("raw_tp/kfree_skb")
 int BPF_PROG(raw_kfree_skb, struct sk_buff *skb, void *location,
 	     __u32 reason)
 {
-	on_free(skb, location, reason, VX_HOOK_DROP);
+	on_free(skb, location, reason, VX_HOOK_DROP, 0);
 	return 0;
 }
 
 SEC("raw_tp/consume_skb")
 int BPF_PROG(raw_consume_skb, struct sk_buff *skb, void *location)
 {
-	on_free(skb, location, 0, VX_HOOK_CONSUME);
+	on_free(skb, location, 0, VX_HOOK_CONSUME, 0);
 	return 0;
 }
 
 /* TC: per-hop counts of every packet, and events where tracepoints are not
- * used (cfg.tc_events). */
-static __always_inline void on_tc_scratch(struct scratch *s,
-					  struct __sk_buff *ctx, __u8 hook)
+ * used (cfg.tc_events). Counting reads the headers in place (direct packet
+ * access): no copy, no parse, unless events are wanted. */
+static __always_inline int tc_is_overlay(struct __sk_buff *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return 0;
+	__u16 proto = bpf_ntohs(eth->h_proto);
+	void *l3 = eth + 1;
+	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
+		if (l3 + 4 > end)
+			return 0;
+		proto = bpf_ntohs(*(__be16 *)(l3 + 2));
+		l3 += 4;
+	}
+	struct udphdr *udp;
+	if (proto == ETH_P_IP) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP_)
+			return 0;
+		udp = l3 + ((ip->ihl & 0x0f) << 2);
+	} else if (proto == ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_UDP_)
+			return 0;
+		udp = (void *)(ip6 + 1);
+	} else {
+		return 0;
+	}
+	if ((void *)(udp + 1) > end)
+		return 0;
+	return is_vxlan_port(&cfg, bpf_ntohs(udp->dest));
+}
+
+static __always_inline void on_tc_events(struct scratch *s,
+					 struct __sk_buff *ctx,
+					 struct sk_buff *skb, __u32 netns,
+					 __u8 hook)
 {
 	__u32 n = ctx->len;
 	if (n > VX_SNAP_LEN)
@@ -482,25 +548,11 @@ static __always_inline void on_tc_scratch(struct scratch *s,
 	if (n < ETH_HLEN)
 		return;
 	struct vx_parsed *p = &s->p;
-	int ok = 0;
-	if (bpf_skb_load_bytes(ctx, 0, s->buf, n) == 0)
-		ok = parse_frame(&cfg, s->buf, n, 1, 0, p, &s->in) == 0;
-
-	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
-	__u32 netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
-	struct vx_hop_stats *hs = hop_counters(netns, ctx->ifindex);
-	if (hs) {
-		if (hook == VX_HOOK_TC_INGRESS)
-			hs->tc_in++;
-		else
-			hs->tc_out++;
-		if (p->flags & VX_F_ENCAP)
-			hs->tc_overlay++;
-		hs->tc_bytes += ctx->len;
-	}
-	if (!cfg.tc_events || !ok || !filter_match(&cfg, p))
+	if (bpf_skb_load_bytes(ctx, 0, s->buf, n) < 0)
 		return;
-
+	if (parse_frame(&cfg, s->buf, n, 1, 0, p, &s->in) < 0 ||
+	    !filter_match(&cfg, p))
+		return;
 	__u64 key = (__u64)skb, fp = fingerprint(p, &s->k);
 	struct vx_track nt = {.fp = fp, .ts = bpf_ktime_get_ns(),
 			      .netns = netns, .ifindex = ctx->ifindex};
@@ -511,11 +563,26 @@ static __always_inline void on_tc_scratch(struct scratch *s,
 
 static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 {
-	struct scratch *s = scratch_get();
+	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
+	__u32 netns = skb->dev->nd_net.net->ns.inum;
+	struct vx_hop_stats *hs = hop_counters(netns, ctx->ifindex);
+	if (hs) {
+		if (hook == VX_HOOK_TC_INGRESS)
+			hs->tc_in++;
+		else
+			hs->tc_out++;
+		if (tc_is_overlay(ctx))
+			hs->tc_overlay++;
+		hs->tc_bytes += ctx->len;
+	}
+	if (!cfg.tc_events)
+		return TC_CONTINUE;
+	struct scratch_area *a;
+	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return TC_CONTINUE;
-	on_tc_scratch(s, ctx, hook);
-	scratch_put();
+	on_tc_events(s, ctx, skb, netns, hook);
+	scratch_put(a);
 	return TC_CONTINUE;
 }
 

@@ -36,7 +36,8 @@ func newBenchTracer(tb testing.TB, cfg Config) *Tracer {
 	tb.Helper()
 	requireRoot(tb)
 	cfg.NoTracepoints = true
-	cfg.TCEvents = true
+	cfg.TCEvents = !cfg.NoTC // NoTC here means: TC counts only, as in production
+	cfg.NoTC = false
 	tr, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -287,6 +288,7 @@ func BenchmarkTCProgram(b *testing.B) {
 		cfg   Config
 		drain bool
 	}{
+		{"count-only", Config{NoTC: true}, false},
 		{"miss", Config{Dst: mustPrefix("10.9.9.9/32")}, false},
 		{"emit-drained", Config{}, true},
 		{"emit-drained-nowakeup", Config{WakeupBytes: 1 << 30}, true},

@@ -13,84 +13,89 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type vxtraceScratch struct {
-	_   structs.HostLayout
-	Buf [320]uint8
-	P   struct {
-		_     structs.HostLayout
-		Inner struct {
+type vxtraceScratchArea struct {
+	_     structs.HostLayout
+	Depth uint32
+	Pad   uint32
+	Slot  [4]struct {
+		_   structs.HostLayout
+		Buf [320]uint8
+		P   struct {
+			_     structs.HostLayout
+			Inner struct {
+				_      structs.HostLayout
+				Saddr  [16]uint8
+				Daddr  [16]uint8
+				Sport  uint16
+				Dport  uint16
+				Proto  uint8
+				Family uint8
+				L4Info uint8
+				Pad    uint8
+			}
+			Outer struct {
+				_      structs.HostLayout
+				Saddr  [16]uint8
+				Daddr  [16]uint8
+				Sport  uint16
+				Dport  uint16
+				Proto  uint8
+				Family uint8
+				L4Info uint8
+				Pad    uint8
+			}
+			Vni     uint32
+			TcpSeq  uint32
+			IpId    uint16
+			UdpCsum uint16
+			Flags   uint8
+			_       [3]byte
+		}
+		In struct {
+			_     structs.HostLayout
+			Inner struct {
+				_      structs.HostLayout
+				Saddr  [16]uint8
+				Daddr  [16]uint8
+				Sport  uint16
+				Dport  uint16
+				Proto  uint8
+				Family uint8
+				L4Info uint8
+				Pad    uint8
+			}
+			Outer struct {
+				_      structs.HostLayout
+				Saddr  [16]uint8
+				Daddr  [16]uint8
+				Sport  uint16
+				Dport  uint16
+				Proto  uint8
+				Family uint8
+				L4Info uint8
+				Pad    uint8
+			}
+			Vni     uint32
+			TcpSeq  uint32
+			IpId    uint16
+			UdpCsum uint16
+			Flags   uint8
+			_       [3]byte
+		}
+		K struct {
 			_      structs.HostLayout
 			Saddr  [16]uint8
 			Daddr  [16]uint8
+			Seq    uint32
+			IpId   uint16
 			Sport  uint16
 			Dport  uint16
+			Csum   uint16
 			Proto  uint8
 			Family uint8
-			L4Info uint8
-			Pad    uint8
+			L4     uint8
+			Pad    [9]uint8
 		}
-		Outer struct {
-			_      structs.HostLayout
-			Saddr  [16]uint8
-			Daddr  [16]uint8
-			Sport  uint16
-			Dport  uint16
-			Proto  uint8
-			Family uint8
-			L4Info uint8
-			Pad    uint8
-		}
-		Vni     uint32
-		TcpSeq  uint32
-		IpId    uint16
-		UdpCsum uint16
-		Flags   uint8
-		_       [3]byte
-	}
-	In struct {
-		_     structs.HostLayout
-		Inner struct {
-			_      structs.HostLayout
-			Saddr  [16]uint8
-			Daddr  [16]uint8
-			Sport  uint16
-			Dport  uint16
-			Proto  uint8
-			Family uint8
-			L4Info uint8
-			Pad    uint8
-		}
-		Outer struct {
-			_      structs.HostLayout
-			Saddr  [16]uint8
-			Daddr  [16]uint8
-			Sport  uint16
-			Dport  uint16
-			Proto  uint8
-			Family uint8
-			L4Info uint8
-			Pad    uint8
-		}
-		Vni     uint32
-		TcpSeq  uint32
-		IpId    uint16
-		UdpCsum uint16
-		Flags   uint8
-		_       [3]byte
-	}
-	K struct {
-		_      structs.HostLayout
-		Saddr  [16]uint8
-		Daddr  [16]uint8
-		Seq    uint32
-		IpId   uint16
-		Sport  uint16
-		Dport  uint16
-		Csum   uint16
-		Proto  uint8
-		Family uint8
-		L4     uint8
-		Pad    [9]uint8
 	}
 }
 
@@ -215,7 +220,6 @@ const (
 	vxtraceMapDropStats           = "drop_stats"
 	vxtraceMapEvents              = "events"
 	vxtraceMapHopStats            = "hop_stats"
-	vxtraceMapNest                = "nest"
 	vxtraceMapNetnsFilter         = "netns_filter"
 	vxtraceMapScratchMap          = "scratch_map"
 	vxtraceMapStats               = "stats"
@@ -299,7 +303,6 @@ type vxtraceMapSpecs struct {
 	DropStats   *ebpf.MapSpec `ebpf:"drop_stats"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	HopStats    *ebpf.MapSpec `ebpf:"hop_stats"`
-	Nest        *ebpf.MapSpec `ebpf:"nest"`
 	NetnsFilter *ebpf.MapSpec `ebpf:"netns_filter"`
 	ScratchMap  *ebpf.MapSpec `ebpf:"scratch_map"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
@@ -337,7 +340,6 @@ type vxtraceMaps struct {
 	DropStats   *ebpf.Map `ebpf:"drop_stats"`
 	Events      *ebpf.Map `ebpf:"events"`
 	HopStats    *ebpf.Map `ebpf:"hop_stats"`
-	Nest        *ebpf.Map `ebpf:"nest"`
 	NetnsFilter *ebpf.Map `ebpf:"netns_filter"`
 	ScratchMap  *ebpf.Map `ebpf:"scratch_map"`
 	Stats       *ebpf.Map `ebpf:"stats"`
@@ -349,7 +351,6 @@ func (m *vxtraceMaps) Close() error {
 		m.DropStats,
 		m.Events,
 		m.HopStats,
-		m.Nest,
 		m.NetnsFilter,
 		m.ScratchMap,
 		m.Stats,
