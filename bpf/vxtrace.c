@@ -276,6 +276,15 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 {
 	struct vx_parsed *p = &s->p;
 	int ok = parse_skb(s, skb, dev, 1, direct) == 0;
+	int match = ok && filter_match(&cfg, p);
+	/* The common case on a busy node: a packet the filter does not want.
+	 * With a filter on inner headers only, a packet this tracer follows
+	 * matches at every hop (those headers do not change on the path), so
+	 * a whole miss needs no lookup. Outer and VNI filters do not hold
+	 * after decapsulation: there the skb decides. */
+	if (!match && ok && fully_parsed(p) && !cfg.has_vni &&
+	    !cfg.outer_src.family && !cfg.outer_dst.family)
+		return;
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), fp = 0;
 	__u8 flags = 0;
 
@@ -291,7 +300,7 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 				/* The address now holds another packet: the old
 				 * one was freed on a path that fires no
 				 * tracepoint. */
-				if (!filter_match(&cfg, p)) {
+				if (!match) {
 					bpf_map_delete_elem(&tracked, &key);
 					stat_inc(VX_STAT_STALE);
 					return;
@@ -301,9 +310,7 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 			}
 		}
 	} else {
-		/* The common case on a busy node: a packet the filter does not
-		 * want. Nothing is hashed or written for it. */
-		if (!ok || !filter_match(&cfg, p))
+		if (!match)
 			return;
 		fp = fingerprint(p, &s->k);
 		struct vx_track nt = {.fp = fp, .ts = now};

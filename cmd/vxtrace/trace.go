@@ -60,7 +60,7 @@ func (f *traceFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logFile, "log-file", "", "write logs to FILE instead of stderr")
 	fs.StringVar(&f.node, "node", "", "node name recorded in the JSON (default: the hostname); 'vxtrace join' matches traces by it")
 	fs.BoolVar(&f.verbose, "v", false, "verbose logs")
-	fs.BoolVar(&f.quiet, "q", false, "print only verdict lines and the summary, no progress")
+	fs.BoolVar(&f.quiet, "q", false, "one line per packet (its verdict) and the summary; no progress")
 }
 
 func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -169,7 +169,12 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	rfilter.NetNS = scope
 	rec := report.NewRecorder(report.Options{Node: f.node, Filter: rfilter, MaxPackets: f.maxPackets, Namer: s.Names()})
-	text := report.NewText(textOut, report.TextOptions{})
+	// Per-packet writes would cost a syscall each on the correlator's
+	// goroutine; a buffer flushed on a short period keeps the output live
+	// and the correlator fast.
+	out := newFlushWriter(textOut, 100*time.Millisecond)
+	defer out.Close()
+	text := report.NewText(out, report.TextOptions{})
 	text.SetHops(s.Hops())
 	if !f.quiet {
 		fmt.Fprintf(stderr, "vxtrace: tracing %s in %s (%d hops); Ctrl-C to stop\n", describeFilter(rfilter), describeScope(scope), len(s.Hops()))
@@ -203,7 +208,13 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		rec.Add(p)
 		rp := report.FromJourney(p)
-		if err := text.Packet(&rp); err != nil && writeErr == nil {
+		var err error
+		if f.quiet {
+			_, err = fmt.Fprintf(out, "%s  %s\n", report.Header(&rp), text.VerdictLine(&rp))
+		} else {
+			err = text.Packet(&rp)
+		}
+		if err != nil && writeErr == nil {
 			writeErr = err
 		}
 		if jsonl != nil {
@@ -213,6 +224,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return f.count > 0 && done >= f.count
 	})
+	out.Flush() // the packets, before anything else is said
 	if dockerScope != nil && dockerScope.stopped() != "" {
 		fmt.Fprintf(stderr, "vxtrace: %s: ending the trace\n", dockerScope.stopped())
 	}
@@ -232,6 +244,9 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	text.SetHops(doc.Hops)
 	if err := text.Summary(doc); err != nil && writeErr == nil {
+		writeErr = err
+	}
+	if err := out.Close(); err != nil && writeErr == nil {
 		writeErr = err
 	}
 	if f.jsonPath != "" {
