@@ -49,12 +49,14 @@ static __always_inline __u32 rd32(const __u8 *b, __u32 off)
 	       ((__u32)b[off + 2] << 8) | b[off + 3];
 }
 
+/* Copies an address: 4 bytes (the rest of dst is already zero) or 16. */
 static __always_inline void cp_addr(__u8 *dst, const __u8 *b, __u32 off, int n)
 {
 	off = OFF(off);
-#pragma unroll
-	for (int i = 0; i < 16; i++)
-		dst[i] = i < n ? b[off + i] : 0;
+	if (n == 4)
+		__builtin_memcpy(dst, b + off, 4);
+	else
+		__builtin_memcpy(dst, b + off, 16);
 }
 
 /* Skips Ethernet and up to two VLAN tags. Returns the L3 offset or -1. */
@@ -216,28 +218,22 @@ static __always_inline int parse_frame(const volatile struct vx_config *c, const
 	return 0;
 }
 
-static __always_inline int cidr_match(const volatile struct vx_cidr *c, const __u8 *a,
-				      __u8 family)
+static __always_inline int cidr_match(const volatile struct vx_cidr *c,
+				      const __u8 *a, __u8 family)
 {
 	if (!c->family)
 		return 1;
 	if (c->family != family)
 		return 0;
-	__u32 plen = c->prefixlen;
-#pragma unroll
-	for (int i = 0; i < 16; i++) {
-		if (plen >= 8) {
-			if (a[i] != c->addr[i])
-				return 0;
-			plen -= 8;
-		} else if (plen > 0) {
-			__u8 mask = (__u8)(0xff << (8 - plen));
-			return (a[i] & mask) == (c->addr[i] & mask);
-		} else {
-			return 1;
-		}
-	}
-	return 1;
+	__u32 w[4];
+	__builtin_memcpy(w, a, 16);
+	if ((w[0] & c->mask[0]) != c->addr[0])
+		return 0;
+	if (family == 4)
+		return 1;
+	return (w[1] & c->mask[1]) == c->addr[1] &&
+	       (w[2] & c->mask[2]) == c->addr[2] &&
+	       (w[3] & c->mask[3]) == c->addr[3];
 }
 
 static __always_inline int filter_match(const volatile struct vx_config *c,

@@ -65,11 +65,13 @@ struct vx_event {
 	struct vx_tuple outer; /* the VTEP headers, with VX_F_ENCAP */
 };
 
+/* addr and mask are in network byte order, as four 32-bit words (IPv4 uses
+ * the first); user space masks addr, so a match is (a & mask) == addr. */
 struct vx_cidr {
-	__u8 addr[16];
-	__u8 prefixlen;
+	__u32 addr[4];
+	__u32 mask[4];
 	__u8 family; /* 0: any address */
-	__u8 pad[2];
+	__u8 pad[3];
 };
 
 struct vx_config {

@@ -185,6 +185,16 @@ func TestProgRunFilter(t *testing.T) {
 		{"vni on plain", Config{VNI: &vni}, "icmp", false},
 		{"v6 prefix", Config{Dst: mustPrefix("fd00::/64")}, "udp6", true},
 		{"v6 prefix on v4", Config{Dst: mustPrefix("fd00::/64")}, "icmp", false},
+		{"src /0", Config{Src: mustPrefix("0.0.0.0/0")}, "icmp", true},
+		{"dst /31 match", Config{Dst: mustPrefix("10.0.1.4/31")}, "icmp", true},
+		{"dst /31 miss", Config{Dst: mustPrefix("10.0.1.6/31")}, "icmp", false},
+		{"dst /30 unmasked", Config{Dst: mustPrefix("10.0.1.7/30")}, "icmp", true},
+		{"v6 /128 match", Config{Dst: mustPrefix("fd00::4/128")}, "udp6", true},
+		{"v6 /128 miss", Config{Dst: mustPrefix("fd00::5/128")}, "udp6", false},
+		{"v6 /56 miss", Config{Dst: mustPrefix("fd00:0:0:100::/56")}, "udp6", false},
+		{"v6 /100 match", Config{Dst: mustPrefix("fd00::/100")}, "udp6", true},
+		{"outer src and inner dst", Config{OuterSrc: mustPrefix("10.99.1.0/24"), Dst: mustPrefix("10.0.1.4/32")}, "vxlan_icmp", true},
+		{"outer src miss", Config{OuterSrc: mustPrefix("10.99.2.0/24")}, "vxlan_icmp", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

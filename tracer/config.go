@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"structs"
@@ -18,24 +19,9 @@ func (c *Config) kernelConfig() (vxtraceVxConfig, error) {
 		{c.OuterSrc, (*vxtraceVxCidrLike)(&kc.OuterSrc)},
 		{c.OuterDst, (*vxtraceVxCidrLike)(&kc.OuterDst)},
 	} {
-		if !p.pfx.IsValid() {
-			continue
+		if p.pfx.IsValid() {
+			p.dst.set(p.pfx)
 		}
-		pfx := p.pfx.Masked()
-		a := pfx.Addr()
-		if a.Is4In6() {
-			a = a.Unmap()
-			pfx = netip.PrefixFrom(a, pfx.Bits()-96)
-		}
-		if a.Is4() {
-			p.dst.Family = 4
-			b := a.As4()
-			copy(p.dst.Addr[:], b[:])
-		} else {
-			p.dst.Family = 6
-			p.dst.Addr = a.As16()
-		}
-		p.dst.Prefixlen = uint8(pfx.Bits())
 	}
 	kc.Proto = c.Proto
 	kc.Port = c.Port
@@ -61,9 +47,45 @@ func (c *Config) kernelConfig() (vxtraceVxConfig, error) {
 // vxtraceVxCidrLike has the layout of the anonymous struct vx_cidr fields
 // that bpf2go generates inside vxtraceVxConfig.
 type vxtraceVxCidrLike struct {
-	_         structs.HostLayout
-	Addr      [16]uint8
-	Prefixlen uint8
-	Family    uint8
-	Pad       [2]uint8
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Mask   [4]uint32
+	Family uint8
+	Pad    [3]uint8
+}
+
+// set stores a prefix as the BPF program compares it: address and mask as
+// network-order words, the address already masked.
+func (c *vxtraceVxCidrLike) set(pfx netip.Prefix) {
+	pfx = pfx.Masked()
+	a := pfx.Addr()
+	bits := pfx.Bits()
+	var b [16]byte
+	n := 16
+	if a.Is4In6() {
+		a = a.Unmap()
+		bits -= 96
+	}
+	if a.Is4() {
+		c.Family = 4
+		v := a.As4()
+		copy(b[:], v[:])
+		n = 4
+	} else {
+		c.Family = 6
+		b = a.As16()
+	}
+	var mask [16]byte
+	for i := 0; i < n && bits > 0; i++ {
+		m := min(bits, 8)
+		mask[i] = byte(0xff << (8 - m))
+		bits -= m
+	}
+	for i := range 4 {
+		// The program reads the packet's bytes as native-endian words;
+		// building the words the same way from the same bytes keeps
+		// the comparison byte-for-byte.
+		c.Addr[i] = binary.NativeEndian.Uint32(b[4*i:]) & binary.NativeEndian.Uint32(mask[4*i:])
+		c.Mask[i] = binary.NativeEndian.Uint32(mask[4*i:])
+	}
 }

@@ -22,7 +22,7 @@ func TestLayout(t *testing.T) {
 		{"vx_event.outer", unsafe.Offsetof(e.Outer), 96},
 		{"vx_tuple.sport", unsafe.Offsetof(e.Inner.Sport), 32},
 		{"vx_tuple.family", unsafe.Offsetof(e.Inner.Family), 37},
-		{"sizeof(vx_config)", unsafe.Sizeof(vxtraceVxConfig{}), 4*20 + 8 + 4 + 4 + 8 + 2 + 6},
+		{"sizeof(vx_config)", unsafe.Sizeof(vxtraceVxConfig{}), 4*36 + 8 + 4 + 4 + 8 + 2 + 6},
 		{"sizeof(vx_hop_stats)", unsafe.Sizeof(vxtraceVxHopStats{}), 64},
 		{"sizeof(vx_drop_key)", unsafe.Sizeof(vxtraceVxDropKey{}), 16},
 		{"sizeof(vx_track)", unsafe.Sizeof(vxtraceVxTrack{}), 24},

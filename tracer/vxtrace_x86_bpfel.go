@@ -102,32 +102,32 @@ type vxtraceScratchArea struct {
 type vxtraceVxConfig struct {
 	_   structs.HostLayout
 	Src struct {
-		_         structs.HostLayout
-		Addr      [16]uint8
-		Prefixlen uint8
-		Family    uint8
-		Pad       [2]uint8
+		_      structs.HostLayout
+		Addr   [4]uint32
+		Mask   [4]uint32
+		Family uint8
+		Pad    [3]uint8
 	}
 	Dst struct {
-		_         structs.HostLayout
-		Addr      [16]uint8
-		Prefixlen uint8
-		Family    uint8
-		Pad       [2]uint8
+		_      structs.HostLayout
+		Addr   [4]uint32
+		Mask   [4]uint32
+		Family uint8
+		Pad    [3]uint8
 	}
 	OuterSrc struct {
-		_         structs.HostLayout
-		Addr      [16]uint8
-		Prefixlen uint8
-		Family    uint8
-		Pad       [2]uint8
+		_      structs.HostLayout
+		Addr   [4]uint32
+		Mask   [4]uint32
+		Family uint8
+		Pad    [3]uint8
 	}
 	OuterDst struct {
-		_         structs.HostLayout
-		Addr      [16]uint8
-		Prefixlen uint8
-		Family    uint8
-		Pad       [2]uint8
+		_      structs.HostLayout
+		Addr   [4]uint32
+		Mask   [4]uint32
+		Family uint8
+		Pad    [3]uint8
 	}
 	TrackTtlNs  uint64
 	Vni         uint32
