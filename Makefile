@@ -14,7 +14,7 @@ BIN      := bin
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 iptables nftables \
             busybox-static docker.io containerd runc tmux iperf3 tcpdump procps kmod
 
-.PHONY: help deps generate check-generated build test test-unit fuzz lint demo bench soak clean
+.PHONY: help deps generate check-generated build test test-unit fuzz lint demo bench bench-smoke soak clean
 
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,8 +54,14 @@ test: deps check-generated lint ## every test, as root: unit, BPF, labs, Docker 
 demo: deps build ## lab with a fault, trace a ping across it, show the verdict, tear down
 	@scripts/demo.sh
 
-bench: deps build ## throughput with and without vxtrace and tcpdump (issue 5)
+bench: deps build ## throughput with and without vxtrace and tcpdump, BPF ns/run (about 20 min)
 	@scripts/bench.sh
+
+bench-smoke: deps build ## one short block of each bench mode: keeps the bench working (CI)
+	@BENCH_ARGS="--blocks 1 --seconds 3 --out /tmp/vxtrace-bench-smoke.json" scripts/bench.sh
+
+soak: deps build ## trace-all for 10 minutes, printing the tracer's RSS and heap over time
+	@BENCH_ARGS="--soak 10m" scripts/bench.sh
 
 clean:
 	rm -rf $(BIN)

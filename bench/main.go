@@ -20,6 +20,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,7 +45,7 @@ type options struct {
 	protos    []string
 	modes     []Mode
 	soak      time.Duration
-	keepGoing bool
+	from      string
 }
 
 func main() {
@@ -62,6 +63,7 @@ func run() int {
 	flag.StringVar(&o.out, "out", "bench/results/latest.json", "JSON results file")
 	flag.StringVar(&protos, "protos", "tcp,udp", "protocols: tcp, udp")
 	flag.StringVar(&modes, "modes", "p1,p2,tcpdump-nic,tcpdump-all", "modes besides the baseline")
+	flag.StringVar(&o.from, "from", "", "print the table of an earlier results file (recomputing its summary) and exit")
 	flag.DurationVar(&o.soak, "soak", 0, "instead of the table: run trace-all UDP for this long and print the tracer's RSS over time (P8)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -91,6 +93,13 @@ func run() int {
 		o.modes = append(o.modes, mode)
 	}
 
+	if o.from != "" {
+		if err := reprint(o.from); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	err := bench(ctx, &o)
@@ -180,4 +189,20 @@ func bench(ctx context.Context, o *options) (err error) {
 		}
 	}
 	return err
+}
+
+// reprint prints the table of a results file, with the summary recomputed
+// from its blocks.
+func reprint(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("parsing %s: %w", path, err)
+	}
+	summarize(&res)
+	printTable(os.Stdout, &res)
+	return nil
 }
