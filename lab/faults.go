@@ -240,9 +240,6 @@ func (l *Lab) SetFault(f Fault, on bool) error {
 	if l.faultOn(f) == on {
 		return nil
 	}
-	if l.st.Docker && (f == FaultMissingFDB || f == FaultWrongVNI) {
-		return fmt.Errorf("fault %s is not supported in docker mode: Docker owns the overlay devices", f)
-	}
 	prev := slices.Clone(l.st.Faults)
 	if on {
 		l.st.Faults = append(l.st.Faults, f)
@@ -279,11 +276,17 @@ func (l *Lab) applyFault(ctx context.Context, f Fault, on bool) error {
 		}
 		return ip(ctx, l.NS(RoleSW), "link", "set", SWPortN1, "mtu", fmt.Sprint(mtu))
 	case FaultMissingFDB:
+		if l.st.Docker {
+			return l.dockerFDB(on)
+		}
 		if on {
 			return l.delFDB(ctx, RoleN1)
 		}
 		return l.addFDB(ctx, RoleN1)
 	case FaultWrongVNI:
+		if l.st.Docker {
+			return l.dockerVNI(l.vniFor(RoleN2))
+		}
 		return l.rebuildVTEP(ctx, RoleN2)
 	case FaultNoListener:
 		if on {

@@ -34,6 +34,8 @@ func TestDockerE2E(t *testing.T) {
 	t.Run("ToContainerOnOtherNode", func(t *testing.T) { testDockerToRemote(t, l) })
 	t.Run("Node2InputDrop", func(t *testing.T) { testDockerNode2InputDrop(t, l) })
 	t.Run("NoListener", func(t *testing.T) { testDockerNoListener(t, l) })
+	t.Run("MissingFDB", func(t *testing.T) { testDockerOverlayFault(t, l, lab.FaultMissingFDB, lab.RoleC1) })
+	t.Run("WrongVNI", func(t *testing.T) { testDockerOverlayFault(t, l, lab.FaultWrongVNI, lab.RoleC2) })
 	t.Run("Topology", func(t *testing.T) { testDockerTopology(t, l) })
 	t.Run("Errors", func(t *testing.T) { testDockerErrors(t, l) })
 	t.Run("ContainerStops", func(t *testing.T) { testDockerContainerStops(t, l) })
@@ -103,7 +105,7 @@ func hopOf(d *report.Doc, id int) *topo.Hop {
 
 func hopIs(d *report.Doc, id int, ns, ifname string, kind topo.Kind) bool {
 	h := hopOf(d, id)
-	return h != nil && h.NetNS.Name == ns && h.Ifname == ifname && h.Kind == kind
+	return h != nil && h.NetNS.Name == ns && h.Ifname == ifname && (kind == "" || h.Kind == kind)
 }
 
 func describeHop(d *report.Doc, id int) string {
@@ -747,4 +749,53 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// testDockerOverlayFault breaks Docker's own overlay devices (an FDB entry
+// gone on node 1, the VNI changed on node 2) and traces from the node where
+// the drop happens, scoped by --container.
+func testDockerOverlayFault(t *testing.T, l *lab.Lab, f lab.Fault, from lab.Role) {
+	view := dockerSide(l, from)
+	c2 := dockerSide(l, lab.RoleC2)
+	exp, err := l.Expect(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := leakcheck.Snapshot(t, labPaths(l)...)
+	if err := l.SetFault(f, true); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	t.Cleanup(func() {
+		if !restored {
+			_ = l.SetFault(f, false)
+		}
+	})
+	ctx := context.Background()
+	run := trace(t, []string{"--container", view.name, "--docker-host", view.host, "--dst", c2.ip, "--proto", "icmp", "--count", "1"},
+		func() error { return l.Send(ctx, exp.Probe) })
+	logVerdicts(t, string(f)+", "+view.name+"'s node", run)
+	if len(run.doc.Packets) != 1 {
+		t.Fatalf("%d packets, want 1\n%s\n%s", len(run.doc.Packets), run.stdout, run.stderr)
+	}
+	p := run.doc.Packets[0]
+	if p.Verdict != exp.Verdict || p.Drop == nil {
+		t.Fatalf("verdict %s, want %s\n%s", p.Verdict, exp.Verdict, run.stdout)
+	}
+	if p.Drop.Reason != exp.Reason || !strings.HasPrefix(p.Drop.Location, exp.Location+"+") {
+		t.Errorf("dropped %s at %s, want %s at %s+...", p.Drop.Reason, p.Drop.Location, exp.Reason, exp.Location)
+	}
+	if !hopIs(run.doc, p.Drop.Hop, exp.NS, exp.Ifname, "") {
+		t.Errorf("drop hop %s, want %s/%s\n%s", describeHop(run.doc, p.Drop.Hop), exp.NS, exp.Ifname, run.stdout)
+	}
+	leakcheck.Check(t, before, labPaths(l)...)
+
+	// Switching the fault off gives Docker's overlay back: c1 reaches c2.
+	if err := l.SetFault(f, false); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	if err := lab.Ping(ctx, l.NSPath(lab.RoleC1), c2.ip, 2, 0); err != nil {
+		t.Fatalf("overlay not restored after %s off: %v", f, err)
+	}
 }
