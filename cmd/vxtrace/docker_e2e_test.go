@@ -38,6 +38,7 @@ func TestDockerE2E(t *testing.T) {
 	t.Run("WrongVNI", func(t *testing.T) { testDockerOverlayFault(t, l, lab.FaultWrongVNI, lab.RoleC2) })
 	t.Run("Topology", func(t *testing.T) { testDockerTopology(t, l) })
 	t.Run("Errors", func(t *testing.T) { testDockerErrors(t, l) })
+	t.Run("ContainerRestarts", func(t *testing.T) { testDockerContainerRestarts(t, l) })
 	t.Run("ContainerStops", func(t *testing.T) { testDockerContainerStops(t, l) })
 }
 
@@ -797,5 +798,71 @@ func testDockerOverlayFault(t *testing.T, l *lab.Lab, f lab.Fault, from lab.Role
 	restored = true
 	if err := lab.Ping(ctx, l.NSPath(lab.RoleC1), c2.ip, 2, 0); err != nil {
 		t.Fatalf("overlay not restored after %s off: %v", f, err)
+	}
+}
+
+// testDockerContainerRestarts restarts the traced container mid-trace. Its
+// namespace and veth are new after the restart: the trace must say the old
+// hops are gone, attach to the new ones, and follow a ping sent after the
+// restart from the new namespace, without ending.
+func testDockerContainerRestarts(t *testing.T, l *lab.Lab) {
+	c1, c2 := dockerSide(l, lab.RoleC1), dockerSide(l, lab.RoleC2)
+	dockerCmd := func(args ...string) error {
+		out, err := exec.Command("/usr/bin/docker", append([]string{"-H", c1.host}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("docker %v: %v: %s", args, err, out)
+		}
+		return nil
+	}
+	ping := func() error { return dockerCmd("exec", c1.name, "ping", "-c", "1", "-W", "2", c2.ip) }
+	var sendErr error
+	run := trace(t, []string{"--container", c1.name, "--docker-host", c1.host, "--dst", c2.ip, "--proto", "icmp", "--duration", "14s"},
+		func() error {
+			if err := ping(); err != nil {
+				sendErr = err
+				return err
+			}
+			if err := dockerCmd("restart", "-t", "0", c1.name); err != nil {
+				sendErr = err
+				return err
+			}
+			// The session re-discovers every 2s.
+			time.Sleep(5 * time.Second)
+			sendErr = ping()
+			return sendErr
+		})
+	if sendErr != nil {
+		t.Fatal(sendErr)
+	}
+	t.Logf("stderr:\n%s", run.stderr)
+	if !strings.Contains(run.stderr, "is gone") || !strings.Contains(run.stderr, "new hop") {
+		t.Errorf("the trace did not report the restart's hop changes:\n%s", run.stderr)
+	}
+	if strings.Contains(run.stderr, "ending the trace") {
+		t.Errorf("a restart ended the trace:\n%s", run.stderr)
+	}
+	// Echo requests from c1, in time order: one from the old namespace,
+	// one from the new.
+	var firstNS []uint32
+	for _, p := range run.doc.Packets {
+		if len(p.Events) == 0 || p.Events[0].Dir != "tx" {
+			continue
+		}
+		if h := hopOf(run.doc, p.Events[0].Hop); h != nil && h.Kind == topo.KindContainer {
+			firstNS = append(firstNS, h.NetNS.Inode)
+			if p.Verdict != "left_node" {
+				t.Errorf("packet %s: verdict %s, want left_node", p.ID, p.Verdict)
+			}
+		}
+	}
+	if len(firstNS) < 2 || firstNS[0] == firstNS[len(firstNS)-1] {
+		t.Fatalf("want pings sent from the old and the new namespace, got sender namespaces %v\n%s", firstNS, run.stdout)
+	}
+	var gone bool
+	for _, h := range run.doc.Hops {
+		gone = gone || (h.Gone && h.NetNS.Inode == firstNS[0])
+	}
+	if !gone {
+		t.Errorf("the old container hop is not marked gone in the JSON")
 	}
 }
