@@ -58,7 +58,7 @@ const (
 var dockerCLI = "/usr/bin/docker"
 
 // imageApplets are linked to busybox in the lab image.
-var imageApplets = []string{"sh", "ping", "ip", "wget", "nc", "sleep", "ifconfig", "cat", "echo", "true", "kill", "ps"}
+var imageApplets = []string{"sh", "ping", "ip", "wget", "nc", "sleep", "ifconfig", "cat", "echo", "true", "kill", "ps", "hostname"}
 
 // dockerContainers says which node runs which container, and its address.
 var dockerContainers = []struct {

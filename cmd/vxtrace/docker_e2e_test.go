@@ -38,6 +38,7 @@ func TestDockerE2E(t *testing.T) {
 	t.Run("WrongVNI", func(t *testing.T) { testDockerOverlayFault(t, l, lab.FaultWrongVNI, lab.RoleC2) })
 	t.Run("Topology", func(t *testing.T) { testDockerTopology(t, l) })
 	t.Run("Errors", func(t *testing.T) { testDockerErrors(t, l) })
+	t.Run("ServiceLoadBalancing", func(t *testing.T) { testDockerServiceLB(t, l) })
 	t.Run("ContainerRestarts", func(t *testing.T) { testDockerContainerRestarts(t, l) })
 	t.Run("ContainerStops", func(t *testing.T) { testDockerContainerStops(t, l) })
 }
@@ -865,4 +866,101 @@ func testDockerContainerRestarts(t *testing.T, l *lab.Lab) {
 	if !gone {
 		t.Errorf("the old container hop is not marked gone in the JSON")
 	}
+}
+
+// testDockerServiceLB: a two-replica swarm service reached through its VIP.
+// Docker balances it with IPVS and firewall marks in c1's namespace; with
+// vxtrace attached to that namespace the marks must be untouched and both
+// replicas must still answer.
+func testDockerServiceLB(t *testing.T, l *lab.Lab) {
+	if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
+		// Swarm's VIPs are IPVS; without it no service is reachable by its
+		// VIP, traced or not. Marks surviving the tracer are covered by
+		// TestReliabilityPassive.
+		t.Skip("this kernel has no IPVS (CONFIG_IP_VS): swarm VIP load balancing cannot run here")
+	}
+	c1 := dockerSide(l, lab.RoleC1)
+	docker := func(args ...string) (string, error) {
+		out, err := exec.Command("/usr/bin/docker", append([]string{"-H", c1.host}, args...)...).CombinedOutput()
+		if err != nil {
+			return string(out), fmt.Errorf("docker %v: %v: %s", args, err, out)
+		}
+		return string(out), nil
+	}
+	const svc = "vxlb"
+	if _, err := docker("service", "create", "--detach", "--no-resolve-image", "--name", svc, "--replicas", "2",
+		"--network", "vxnet", "--endpoint-mode", "vip", "vxlab/busybox:1", "nc", "-ll", "-p", "8080", "-e", "hostname"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { docker("service", "rm", svc) })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := docker("service", "ps", svc, "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
+		if strings.Count(out, "Running") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service %s never ran 2 replicas:\n%s", svc, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// answers asks the service 12 times through its VIP and returns the
+	// replicas that answered.
+	answers := func() (map[string]int, error) {
+		got := map[string]int{}
+		for i := 0; i < 12; i++ {
+			out, err := docker("exec", c1.name, "nc", "-w", "2", svc, "8080")
+			if err != nil {
+				return got, err
+			}
+			if name := strings.TrimSpace(out); name != "" {
+				got[name]++
+			}
+		}
+		return got, nil
+	}
+	// The VIP needs a moment after the tasks run.
+	var base map[string]int
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		if base, err = answers(); err == nil && len(base) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("without vxtrace the service is not balanced: %v %v", base, err)
+		}
+	}
+	var traced map[string]int
+	run := trace(t, []string{"--container", c1.name, "--docker-host", c1.host, "--proto", "tcp", "--port", "8080", "--duration", "8s"},
+		func() error {
+			traced, err = answers()
+			return err
+		})
+	if err != nil {
+		t.Fatalf("with vxtrace attached: %v", err)
+	}
+	t.Logf("replicas answering: without vxtrace %v, with %v; %d packets traced", base, traced, len(run.doc.Packets))
+	if len(traced) != 2 || traced[firstKey(traced)]+traced[secondKey(traced)] != 12 {
+		t.Fatalf("with vxtrace attached the service answered %v, want 12 answers from 2 replicas", traced)
+	}
+	if len(run.doc.Packets) == 0 {
+		t.Fatal("the trace saw none of the service's packets")
+	}
+}
+
+func firstKey(m map[string]int) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}
+
+func secondKey(m map[string]int) string {
+	first := firstKey(m)
+	for k := range m {
+		if k != first {
+			return k
+		}
+	}
+	return ""
 }
