@@ -77,6 +77,7 @@ func (c *containerScope) watch(ctx context.Context, stderr io.Writer) context.Co
 		defer cancel()
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
+		down := false
 		for {
 			select {
 			case <-ctx.Done():
@@ -87,12 +88,22 @@ func (c *containerScope) watch(ctx context.Context, stderr io.Writer) context.Co
 			if ctx.Err() != nil {
 				return
 			}
+			if err == nil && down {
+				down = false
+				fmt.Fprintf(stderr, "vxtrace: Docker daemon reachable again\n")
+			}
 			var msg string
 			switch {
 			case errors.Is(err, docker.ErrNotFound):
 				msg = fmt.Sprintf("container %s was removed", c.scope.Container.Name)
 			case err != nil:
-				continue // a daemon restart is not the container stopping
+				// A daemon restart is not the container stopping: say it
+				// once, and go on with the namespaces known last.
+				if !down {
+					down = true
+					fmt.Fprintf(stderr, "vxtrace: Docker daemon unreachable (%v): tracing the last known namespaces\n", err)
+				}
+				continue
 			case !cur.Running:
 				// A restart stops the container briefly: give it a
 				// moment to come back before ending the trace.

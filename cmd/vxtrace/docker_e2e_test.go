@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +42,8 @@ func TestDockerE2E(t *testing.T) {
 	t.Run("ServiceLoadBalancing", func(t *testing.T) { testDockerServiceLB(t, l) })
 	t.Run("ContainerRestarts", func(t *testing.T) { testDockerContainerRestarts(t, l) })
 	t.Run("ContainerStops", func(t *testing.T) { testDockerContainerStops(t, l) })
+	// Last: it leaves node 1 without a daemon.
+	t.Run("DaemonGoes", func(t *testing.T) { testDockerDaemonGoes(t, l) })
 }
 
 // upDockerLab brings up the swarm. Its teardown is registered before
@@ -963,4 +966,34 @@ func secondKey(m map[string]int) string {
 		}
 	}
 	return ""
+}
+
+// testDockerDaemonGoes kills node 1's dockerd under a --container trace.
+// Without live-restore the daemon takes its containers down with it: the
+// trace must say the daemon is unreachable, keep running on what it knew,
+// report the container's hops gone, and end with a valid document.
+func testDockerDaemonGoes(t *testing.T, l *lab.Lab) {
+	c1 := dockerSide(l, lab.RoleC1)
+	pid := 0
+	for _, p := range l.State().Processes {
+		if p.What == "dockerd" && p.Role == lab.RoleN1 {
+			pid = p.PID
+		}
+	}
+	if pid == 0 {
+		t.Fatal("no dockerd recorded for node 1")
+	}
+	start := time.Now()
+	run := trace(t, []string{"--container", c1.name, "--docker-host", c1.host, "--duration", "8s"},
+		func() error { return syscall.Kill(pid, syscall.SIGKILL) })
+	t.Logf("exit %d after %v; stderr:\n%s", run.code, time.Since(start).Round(time.Millisecond), run.stderr)
+	if run.code != 0 {
+		t.Fatalf("exit %d", run.code)
+	}
+	if !strings.Contains(run.stderr, "Docker daemon unreachable") {
+		t.Errorf("the trace did not say the daemon went away")
+	}
+	if run.doc == nil || run.doc.Schema != report.Schema {
+		t.Fatal("no valid document")
+	}
 }
