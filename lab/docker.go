@@ -761,7 +761,7 @@ func killLeftovers(n *dockerNode) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		for _, pid := range pids {
-			for i := 0; i < 50 && procExists(pid); i++ {
+			for i := 0; i < 50 && procExists(pid) && procState(pid) != 'Z'; i++ {
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
@@ -953,6 +953,12 @@ func DockerLeftovers(prefix string) []string {
 		for _, e := range ents {
 			pid, err := strconv.Atoi(e.Name())
 			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			// A zombie holds nothing but its PID until init reaps it;
+			// a killed container process re-parented to a slow PID 1
+			// stays one for a while.
+			if procState(pid) == 'Z' {
 				continue
 			}
 			for _, n := range ds.Nodes {

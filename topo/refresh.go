@@ -41,6 +41,12 @@ func (t *Topology) Refresh(nss ...NetNS) (Change, error) {
 			continue
 		}
 		if n, ok := current[h.Key()]; ok && n.Ifname == h.Ifname && n.LinkType == h.LinkType {
+			// Still there: take what discovery sees now. An interface
+			// found while its container was being wired (its peer not
+			// yet a bridge port) is classified right the next time.
+			id, blind := h.ID, h.Blind
+			*h = *n
+			h.ID, h.Blind = id, blind
 			continue
 		}
 		h.Gone = true
