@@ -12,7 +12,8 @@ BIN      := bin
 
 # Debian packages the build, the tests and the labs need.
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 iptables nftables \
-            busybox-static docker.io containerd runc tmux iperf3 tcpdump procps kmod
+            busybox-static docker.io containerd runc tmux iperf3 tcpdump procps kmod \
+            util-linux libcap2-bin
 
 .PHONY: help deps generate check-generated build test test-unit fuzz lint demo bench bench-smoke soak clean
 
