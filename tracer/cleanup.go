@@ -1,17 +1,14 @@
 package tracer
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/vxtrace/vxtrace/internal/procfs"
 	"github.com/vxtrace/vxtrace/topo"
 )
 
@@ -27,30 +24,6 @@ import (
 // vxtrace that is still running (a second trace of the same hops) has its
 // program held by that process and stays. Everybody else's filters stay.
 
-// heldPrograms returns the IDs of the BPF programs that a live process
-// holds through a file descriptor: a running vxtrace holds its TC programs
-// for as long as it runs.
-func heldPrograms() map[uint32]bool {
-	held := map[uint32]bool{}
-	fdinfos, _ := filepath.Glob("/proc/[0-9]*/fdinfo/[0-9]*")
-	for _, p := range fdinfos {
-		f, err := os.Open(p)
-		if err != nil {
-			continue // the process or the descriptor is gone
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "prog_id:"); ok {
-				if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
-					held[uint32(id)] = true
-				}
-			}
-		}
-		f.Close()
-	}
-	return held
-}
-
 // sweepStale removes stale vxtrace filters from the hops about to be
 // attached, logging each one, and returns what it removed. A failure to
 // sweep a hop is logged and does not stop the trace: at worst a stale
@@ -59,7 +32,7 @@ func (t *Tracer) sweepStale(hops []topo.Hop) []string {
 	var held map[uint32]bool
 	isHeld := func(id uint32) bool {
 		if held == nil {
-			held = heldPrograms()
+			held = procfs.HeldPrograms()
 		}
 		return held[id]
 	}

@@ -7,28 +7,17 @@ import (
 	"strings"
 
 	"github.com/vxtrace/vxtrace/journey"
+	"github.com/vxtrace/vxtrace/report"
 	"github.com/vxtrace/vxtrace/topo"
 )
 
-// protoName names the IP protocols an overlay usually carries.
+// protoName names an IP protocol as the CLI and the JSON do; "-" when no
+// IP header was parsed.
 func protoName(p uint8) string {
-	switch p {
-	case 1:
-		return "icmp"
-	case 6:
-		return "tcp"
-	case 17:
-		return "udp"
-	case 47:
-		return "gre"
-	case 58:
-		return "icmp6"
-	case 132:
-		return "sctp"
-	case 0:
+	if p == 0 {
 		return "-"
 	}
-	return "ip/" + strconv.Itoa(int(p))
+	return report.ProtoName(p)
 }
 
 func isICMP(p uint8) bool { return p == 1 || p == 58 }

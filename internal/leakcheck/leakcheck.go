@@ -7,9 +7,6 @@
 package leakcheck
 
 import (
-	"bufio"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +16,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/vxtrace/vxtrace/internal/procfs"
 )
 
 // Program name prefixes of bpf/vxtrace.c (the kernel keeps 15 characters).
@@ -35,32 +34,9 @@ func ours(name string) bool {
 	return false
 }
 
-// heldProgs returns the IDs of programs some process holds, directly or
-// through a link.
-func heldProgs() map[uint32]bool {
-	held := map[uint32]bool{}
-	fdinfos, _ := filepath.Glob("/proc/[0-9]*/fdinfo/*")
-	for _, p := range fdinfos {
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "prog_id:"); ok {
-				if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
-					held[uint32(id)] = true
-				}
-			}
-		}
-		f.Close()
-	}
-	return held
-}
-
 // Orphans lists vxtrace programs that no process holds.
 func Orphans() []string {
-	held := heldProgs()
+	held := procfs.HeldPrograms()
 	var out []string
 	var id ebpf.ProgramID
 	for {
@@ -79,7 +55,7 @@ func Orphans() []string {
 			continue
 		}
 		// Re-check: the holder may have opened it after the scan.
-		if !heldProgs()[uint32(id)] {
+		if !procfs.HeldPrograms()[uint32(id)] {
 			out = append(out, "prog "+info.Name+" #"+strconv.Itoa(int(id)))
 		}
 	}
