@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/vxtrace/vxtrace/docker"
+	"github.com/vxtrace/vxtrace/report"
 	"github.com/vxtrace/vxtrace/topo"
+	"github.com/vxtrace/vxtrace/tracer"
 )
 
 // containerScope is what --container resolved to.
@@ -121,6 +123,21 @@ func (c *containerScope) watch(ctx context.Context, stderr io.Writer) context.Co
 		}
 	}()
 	return ctx
+}
+
+// apply narrows a trace to the container: its namespaces before extra (what
+// --netns added), the daemon's namespace directory, and --to as the
+// destination unless --dst was given. A nil receiver changes nothing.
+func (c *containerScope) apply(extra []topo.NetNS, tcfg *tracer.Config, rf *report.Filter) (scope []topo.NetNS, netnsDirs []string) {
+	if c == nil {
+		return extra, nil
+	}
+	scope = append(append([]topo.NetNS(nil), c.namespaces...), extra...)
+	if c.dst.IsValid() && !tcfg.Dst.IsValid() {
+		tcfg.Dst = c.dst
+		rf.Dst = c.dst.String()
+	}
+	return scope, c.netnsDirs
 }
 
 // list is the namespaces --container resolved to; nil-safe.

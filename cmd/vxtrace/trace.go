@@ -128,12 +128,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer dockerScope.Close()
-		scope = append(dockerScope.namespaces, scope...)
-		extraDirs = dockerScope.netnsDirs
-		if dockerScope.dst.IsValid() && !tcfg.Dst.IsValid() {
-			tcfg.Dst = dockerScope.dst
-			rfilter.Dst = tcfg.Dst.String()
-		}
+		scope, extraDirs = dockerScope.apply(scope, &tcfg, &rfilter)
 	}
 
 	var jsonl *report.JSONL

@@ -129,16 +129,8 @@ type tuiRunner struct {
 
 func (r *tuiRunner) start(ctx context.Context, t *tuiScope, progress func(string)) error {
 	tcfg, filter := r.tcfg, r.rfilter
-	t.scope = r.extra
 	var extraDirs []string
-	if t.cs != nil {
-		t.scope = append(append([]topo.NetNS(nil), t.cs.namespaces...), r.extra...)
-		extraDirs = t.cs.netnsDirs
-		if t.cs.dst.IsValid() && !tcfg.Dst.IsValid() {
-			tcfg.Dst = t.cs.dst
-			filter.Dst = tcfg.Dst.String()
-		}
-	}
+	t.scope, extraDirs = t.cs.apply(r.extra, &tcfg, &filter)
 	filter.NetNS = t.scope
 	t.filter = filter
 	var err error
