@@ -55,17 +55,30 @@ func NewNames() (*Names, error) {
 		return nil, fmt.Errorf("loading kernel BTF: %w", err)
 	}
 	var enum *btf.Enum
+	if os.Getenv("VXTRACE_FORCE_NO_DROP_REASONS") != "" {
+		// Tests force the fallback of kernels whose BTF has no enum.
+		return newNames(nil, "/proc/kallsyms"), nil
+	}
 	if err := spec.TypeByName("skb_drop_reason", &enum); err != nil {
-		return nil, fmt.Errorf("finding enum skb_drop_reason in kernel BTF: %w", err)
+		// An older kernel: drops are still reported, with the number
+		// and the location, just without a name.
+		return newNames(nil, "/proc/kallsyms"), nil
 	}
 	return newNames(enum, "/proc/kallsyms"), nil
 }
 
+// ReasonNames reports whether drop reasons have names (the running
+// kernel's BTF has enum skb_drop_reason).
+func (n *Names) ReasonNames() bool { return len(n.reasons) > 0 }
+
 func newNames(enum *btf.Enum, kallsyms string) *Names {
 	n := &Names{
-		reasons:  make(map[uint32]string, len(enum.Values)),
+		reasons:  map[uint32]string{},
 		kallsyms: kallsyms,
 		cache:    make(map[uint64]string),
+	}
+	if enum == nil {
+		return n
 	}
 	for _, v := range enum.Values {
 		// SKB_NOT_DROPPED_YET and SKB_CONSUMED have no prefix; they stay

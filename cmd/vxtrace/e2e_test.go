@@ -302,3 +302,34 @@ func TestE2ERST(t *testing.T) {
 		t.Fatalf("RST verdict %s, want delivered to c1", rst.Verdict)
 	}
 }
+
+// TestE2ENoDropReasonNames forces the fallback of a kernel whose BTF has no
+// enum skb_drop_reason: the drop is still reported, at the same hop and
+// function, with the reason's number, and a notice says why.
+func TestE2ENoDropReasonNames(t *testing.T) {
+	requireRoot(t)
+	t.Setenv("VXTRACE_FORCE_NO_DROP_REASONS", "1")
+	l := upLab(t, lab.DockerLayout)
+	if err := l.SetFault(lab.FaultNode2InputDrop, true); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := l.Expect(lab.FaultNode2InputDrop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--dst", exp.DstIP, "--proto", "icmp", "--count", "1"}, labScope(l)...)
+	run := trace(t, args, func() error { return l.Send(context.Background(), exp.Probe) })
+	if len(run.doc.Packets) != 1 || run.doc.Packets[0].Drop == nil {
+		t.Fatalf("no drop traced\n%s", run.stdout)
+	}
+	d := run.doc.Packets[0].Drop
+	if d.Reason != fmt.Sprintf("reason_%d", exp.ReasonCode) || d.ReasonCode != exp.ReasonCode {
+		t.Errorf("reason %q (%d), want reason_%d", d.Reason, d.ReasonCode, exp.ReasonCode)
+	}
+	if !strings.HasPrefix(d.Location, exp.Location+"+") {
+		t.Errorf("location %s, want %s+...", d.Location, exp.Location)
+	}
+	if !strings.Contains(run.stderr, "names no drop reasons") {
+		t.Errorf("no notice about the missing names:\n%s", run.stderr)
+	}
+}

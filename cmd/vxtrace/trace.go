@@ -158,6 +158,9 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, n := range s.Features().Notices {
 		fmt.Fprintf(stderr, "vxtrace: notice: %s\n", n)
 	}
+	if !s.Names().ReasonNames() {
+		fmt.Fprintf(stderr, "vxtrace: notice: this kernel's BTF names no drop reasons: drops show reason numbers and the kernel function\n")
+	}
 	if err := s.AttachError(); err != nil {
 		fmt.Fprintf(stderr, "vxtrace: warning: %v (those hops are marked blind)\n", err)
 	}
