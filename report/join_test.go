@@ -68,3 +68,19 @@ func TestJoin(t *testing.T) {
 		t.Error("joining one trace succeeded")
 	}
 }
+
+// AddPacket counts and caps like Add, from an already converted packet.
+func TestRecorderAddPacket(t *testing.T) {
+	r := NewRecorder(Options{Node: "n", MaxPackets: 2})
+	for _, v := range []string{"delivered", "dropped", "left_node", "vanished"} {
+		r.AddPacket(Packet{ID: "0000000000000001", Verdict: v})
+	}
+	d := r.Doc(End{})
+	if len(d.Packets) != 2 || d.PacketsOmitted != 2 || d.Summary.Packets != 4 {
+		t.Fatalf("kept %d, omitted %d, counted %d", len(d.Packets), d.PacketsOmitted, d.Summary.Packets)
+	}
+	v := d.Summary.Verdicts
+	if v.Delivered != 1 || v.Dropped != 1 || v.LeftNode != 1 || v.Vanished != 1 {
+		t.Fatalf("verdicts %+v", v)
+	}
+}

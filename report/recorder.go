@@ -56,7 +56,22 @@ func NewRecorder(o Options) *Recorder {
 // Add records a packet. It copies what it keeps, so it may be called inside
 // a correlator's emit.
 func (r *Recorder) Add(p *journey.Packet) {
-	switch p.Verdict {
+	if r.count(string(p.Verdict)) {
+		r.packets = append(r.packets, FromJourney(p))
+	}
+}
+
+// AddPacket records a packet already converted with FromJourney, for
+// callers that convert it anyway (to print it): one conversion per packet.
+func (r *Recorder) AddPacket(p Packet) {
+	if r.count(p.Verdict) {
+		r.packets = append(r.packets, p)
+	}
+}
+
+// count counts a verdict and says whether the packet itself is kept.
+func (r *Recorder) count(verdict string) bool {
+	switch journey.Verdict(verdict) {
 	case journey.Delivered:
 		r.verdicts.Delivered++
 	case journey.Dropped:
@@ -68,9 +83,9 @@ func (r *Recorder) Add(p *journey.Packet) {
 	}
 	if r.o.MaxPackets >= 0 && len(r.packets) >= r.o.MaxPackets {
 		r.omitted++
-		return
+		return false
 	}
-	r.packets = append(r.packets, FromJourney(p))
+	return true
 }
 
 // Packets is the number of packets added so far.

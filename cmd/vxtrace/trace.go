@@ -204,8 +204,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if p.Verdict == journey.Dropped {
 			drops++
 		}
-		rec.Add(p)
 		rp := report.FromJourney(p)
+		rec.AddPacket(rp)
 		var err error
 		if f.quiet {
 			_, err = fmt.Fprintf(out, "%s  %s\n", report.Header(&rp), text.VerdictLine(&rp))
