@@ -130,6 +130,20 @@ func Read(r io.Reader) (*Doc, error) {
 			return nil, fmt.Errorf("decoding trace document: packet %d: %w", i, err)
 		}
 	}
+	// Times in UTC, as vxtrace writes them: "+00:00" from another tool is
+	// the same instant, and a reader re-emitting the document should not
+	// carry the zone it happened to be written in.
+	d.Started, d.Ended = d.Started.UTC(), d.Ended.UTC()
+	for _, t := range []struct {
+		name string
+		y    int
+	}{{"started", d.Started.Year()}, {"ended", d.Ended.Year()}} {
+		// RFC 3339 has four-digit years: a time outside them could not
+		// be written back.
+		if t.y < 0 || t.y > 9999 {
+			return nil, fmt.Errorf("decoding trace document: %s is outside the years 0-9999", t.name)
+		}
+	}
 	return &d, nil
 }
 

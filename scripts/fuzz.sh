@@ -2,7 +2,7 @@
 # Runs each Go fuzz target (found by name) for a bounded time, so CI keeps
 # the targets and their committed seed corpora working.
 set -euo pipefail
-fuzztime=${1:-10s}
+fuzztime=${1:-150000x}
 cd "$(dirname "$0")/.."
 grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	pkg=./$(dirname "${f#./}")
