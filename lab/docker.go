@@ -216,13 +216,7 @@ func checkDockerTools() error {
 // UpDocker builds the lab on a real two-node Docker Swarm. Like Up, it
 // refuses a prefix in use and removes everything on failure.
 func UpDocker(ctx context.Context, cfg Config, progress func(string)) (_ *Lab, err error) {
-	if progress == nil {
-		progress = func(string) {}
-	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = DefaultPrefix
-	}
-	if err := checkPrefix(cfg.Prefix); err != nil {
+	if progress, err = cfg.start(progress); err != nil {
 		return nil, err
 	}
 	if cfg.Layout != "" && cfg.Layout != DockerLayout {

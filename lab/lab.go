@@ -192,16 +192,22 @@ func checkPrefix(p string) error {
 	return nil
 }
 
-// Up builds a lab. It refuses to touch a prefix that is already in use, and
-// on any failure removes everything it created before returning the error.
-func Up(ctx context.Context, cfg Config, progress func(string)) (_ *Lab, err error) {
+// start fills in the defaults that both kinds of lab share and checks the
+// prefix; it returns a progress callback that is never nil.
+func (c *Config) start(progress func(string)) (func(string), error) {
 	if progress == nil {
 		progress = func(string) {}
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = DefaultPrefix
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
 	}
-	if err := checkPrefix(cfg.Prefix); err != nil {
+	return progress, checkPrefix(c.Prefix)
+}
+
+// Up builds a lab. It refuses to touch a prefix that is already in use, and
+// on any failure removes everything it created before returning the error.
+func Up(ctx context.Context, cfg Config, progress func(string)) (_ *Lab, err error) {
+	if progress, err = cfg.start(progress); err != nil {
 		return nil, err
 	}
 	layout, err := ParseLayout(string(cfg.Layout))
