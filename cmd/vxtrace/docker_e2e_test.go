@@ -291,13 +291,7 @@ func testDockerHealthy(t *testing.T, l *lab.Lab) {
 
 	t.Run("Node1View", func(t *testing.T) {
 		run := view1
-		if run.code != 0 {
-			t.Fatalf("exit %d\n%s", run.code, run.stderr)
-		}
-		if len(run.doc.Packets) != 1 {
-			t.Fatalf("%d packets, want 1\n%s", len(run.doc.Packets), run.stdout)
-		}
-		p := run.doc.Packets[0]
+		p := onePacket(t, run, 0)
 		if p.Verdict != "left_node" {
 			t.Errorf("verdict %s, want left_node\n%s", p.Verdict, run.stdout)
 		}
@@ -450,13 +444,7 @@ func testDockerNode2InputDrop(t *testing.T, l *lab.Lab) {
 
 	t.Run("Node1View", func(t *testing.T) {
 		run := view1
-		if run.code != 0 {
-			t.Fatalf("exit %d\n%s", run.code, run.stderr)
-		}
-		if len(run.doc.Packets) != 1 {
-			t.Fatalf("%d packets, want 1\n%s", len(run.doc.Packets), run.stdout)
-		}
-		p := run.doc.Packets[0]
+		p := onePacket(t, run, 0)
 		if p.Verdict != "left_node" || !hopIs(run.doc, p.LastHop, c1.node, lab.NodeNIC, topo.KindNIC) {
 			t.Errorf("verdict %s at %s, want left_node at node 1's NIC %s/%s\n%s",
 				p.Verdict, describeHop(run.doc, p.LastHop), c1.node, lab.NodeNIC, run.stdout)

@@ -141,6 +141,19 @@ func trace(t *testing.T, args []string, send func() error) traceRun {
 	return run
 }
 
+// onePacket fails the test unless vxtrace exited with code and traced
+// exactly one packet, and returns it.
+func onePacket(t *testing.T, run traceRun, code int) report.Packet {
+	t.Helper()
+	if run.code != code {
+		t.Fatalf("exit %d, want %d\n%s", run.code, code, run.stderr)
+	}
+	if len(run.doc.Packets) != 1 {
+		t.Fatalf("%d packets, want 1\n%s", len(run.doc.Packets), run.stdout)
+	}
+	return run.doc.Packets[0]
+}
+
 func hopName(d *report.Doc, id int) (ns, ifname string) {
 	for _, h := range d.Hops {
 		if h.ID == id {
@@ -160,13 +173,7 @@ func TestE2EHealthy(t *testing.T) {
 			dst := l.ContainerIP(lab.RoleC2)
 			args := append([]string{"--dst", dst, "--proto", "icmp", "--count", "1"}, labScope(l)...)
 			run := trace(t, args, func() error { return lab.Ping(ctx, l.NSPath(lab.RoleC1), dst, 2, 0) })
-			if run.code != 0 {
-				t.Fatalf("exit %d\n%s", run.code, run.stderr)
-			}
-			if len(run.doc.Packets) != 1 {
-				t.Fatalf("%d packets, want 1\n%s", len(run.doc.Packets), run.stdout)
-			}
-			p := run.doc.Packets[0]
+			p := onePacket(t, run, 0)
 			if p.Verdict != "delivered" {
 				t.Fatalf("verdict %s, want delivered\n%s", p.Verdict, run.stdout)
 			}
