@@ -3,13 +3,17 @@
 
 /* vxtrace: follows overlay packets across devices and namespaces.
  *
- * Tracepoints (tp_btf, or raw_tp where BTF tracepoints are refused) see every
- * device transition and every free of an skb in every namespace. A packet that
- * matches the filter is remembered by its skb address, so it stays followed
- * after encapsulation, decapsulation and namespace crossings, and its drop is
- * attributed even when its headers no longer match. TC programs on the hop
- * interfaces count every packet per hop. Nothing here writes to a packet or
- * its mark: the programs only read and return "continue". */
+ * TC programs on the hop interfaces count every packet per hop and find the
+ * packets that match the filter, reading headers where they lie. A matching
+ * packet is remembered by its skb address, so it stays followed after
+ * encapsulation, decapsulation and namespace crossings, and its drop is
+ * attributed even when its headers no longer match. Tracepoints (tp_btf, or
+ * raw_tp where BTF tracepoints are refused) see every free of an skb, and
+ * every device transition in every namespace: they follow tracked packets
+ * across devices that have no TC program (or find packets themselves when no
+ * TC program could load). Most packets on a node are not traced, so each
+ * program rejects those first, at the lowest cost it can. Nothing here writes
+ * to a packet or its mark: the programs only read and return "continue". */
 
 #include "vmlinux.h"
 #include "bpf/bpf_helpers.h"
@@ -33,6 +37,8 @@ volatile const struct vx_config cfg = {};
 /* Anchors so that bpf2go can generate Go types for structs that only reach
  * user space as ring-buffer bytes or map keys. */
 const struct vx_event *unused_event __attribute__((unused));
+const enum vx_state *unused_state __attribute__((unused));
+const struct vx_hop_slot *unused_slot __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -55,12 +61,37 @@ struct {
 	__type(value, __u8);
 } netns_filter SEC(".maps");
 
+/* Hops with a TC program attached (user space keeps it current): there the
+ * TC program reports the packet, and the rx/tx tracepoints stay quiet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct vx_hop_key);
+	__type(value, __u8);
+} tc_hops SEC(".maps");
+
+/* Small shared values (enum vx_state). An array lookup is inlined by the
+ * verifier: a load, not a call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VX_STATE_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} state SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct vx_hop_key);
 	__type(value, struct vx_hop_stats);
 } hop_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VX_HOP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vx_hop_slot);
+} hop_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -136,6 +167,10 @@ static __always_inline void stat_inc(__u32 idx)
 static __always_inline struct vx_hop_stats *hop_counters(__u32 netns,
 							 __u32 ifindex)
 {
+	__u32 idx = vx_hop_slot_idx(netns, ifindex);
+	struct vx_hop_slot *slot = bpf_map_lookup_elem(&hop_slots, &idx);
+	if (slot && slot->key.netns == netns && slot->key.ifindex == ifindex)
+		return &slot->st;
 	struct vx_hop_key k = {.netns = netns, .ifindex = ifindex};
 	struct vx_hop_stats *s = bpf_map_lookup_elem(&hop_stats, &k);
 	if (s)
@@ -143,6 +178,26 @@ static __always_inline struct vx_hop_stats *hop_counters(__u32 netns,
 	struct vx_hop_stats zero = {};
 	bpf_map_update_elem(&hop_stats, &k, &zero, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&hop_stats, &k);
+}
+
+static __always_inline void tracking_started(__u64 now)
+{
+	__u32 idx = VX_STATE_LAST_TRACK;
+	__u64 *last = bpf_map_lookup_elem(&state, &idx);
+	if (last && *last != now)
+		*last = now;
+}
+
+/* The skb's tracked entry, if any. Until the filter has matched once, a
+ * program that only follows tracked packets (the free and device
+ * tracepoints) has nothing to look up: one load answers. */
+static __always_inline struct vx_track *tracked_skb(__u64 key)
+{
+	__u32 idx = VX_STATE_LAST_TRACK;
+	__u64 *last = bpf_map_lookup_elem(&state, &idx);
+	if (!last || !*last)
+		return NULL;
+	return bpf_map_lookup_elem(&tracked, &key);
 }
 
 static __always_inline int netns_allowed(__u32 netns)
@@ -154,13 +209,19 @@ static __always_inline int netns_allowed(__u32 netns)
 
 /* Waking the reader costs more than the rest of the program (an IPI, a VM
  * exit here), so the reader is woken once each time the queue grows by
- * another cfg.wakeup_bytes; it also polls on a short deadline, so events
- * left without a wakeup still reach it in time. A reader that lags is not
- * woken for every event either. */
+ * another cfg.wakeup_bytes; while events flow it also polls on a short
+ * deadline, so events left without a wakeup still reach it in time. A
+ * reader that lags is not woken for every event either. */
 static __always_inline __u64 wakeup_flags(void)
 {
 	if (!cfg.wakeup_bytes)
 		return 0;
+	/* A reader with nothing to do for a while sleeps without a timer
+	 * (an idle tracer costs no CPU) and asks to be woken at once. */
+	__u32 idx = VX_STATE_READER_ASLEEP;
+	__u64 *asleep = bpf_map_lookup_elem(&state, &idx);
+	if (asleep && *asleep)
+		return BPF_RB_FORCE_WAKEUP;
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	__u64 before = avail > VX_RECORD_LEN ? avail - VX_RECORD_LEN : 0;
 	if (avail / cfg.wakeup_bytes != before / cfg.wakeup_bytes)
@@ -267,15 +328,14 @@ static __always_inline int fully_parsed(const struct vx_parsed *p)
 	       !(p->flags & (VX_F_TRUNCATED | VX_F_FRAGMENT));
 }
 
-/* A device received or is sending skb. */
-static __always_inline void on_dev_scratch(struct scratch *s,
-					   struct sk_buff *skb,
-					   const struct net_device *dev,
-					   __u32 netns, __u8 hook,
-					   const int direct)
+/* A device received or is sending the skb at key; s->p holds its headers,
+ * parsed if ok. hs: the hop's counters when the caller has them. */
+static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
+				   __u32 netns, __u32 ifindex, __u32 len,
+				   __u8 hook, __u8 flags,
+				   struct vx_hop_stats *hs)
 {
 	struct vx_parsed *p = &s->p;
-	int ok = parse_skb(s, skb, dev, 1, direct) == 0;
 	int match = ok && filter_match(&cfg, p);
 	/* The common case on a busy node: a packet the filter does not want.
 	 * With a filter on inner headers only, a packet this tracer follows
@@ -285,37 +345,36 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 	if (!match && ok && fully_parsed(p) && !cfg.has_vni &&
 	    !cfg.outer_src.family && !cfg.outer_dst.family)
 		return;
-	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), fp = 0;
-	__u8 flags = 0;
+	__u64 now = bpf_ktime_get_ns(), fp = 0;
 
 	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
 	if (t && now - t->ts > cfg.track_ttl_ns) {
 		bpf_map_delete_elem(&tracked, &key);
 		t = NULL;
 	}
-	if (t) {
-		if (ok && fully_parsed(p)) {
-			fp = fingerprint(p, &s->k);
-			if (fp != t->fp) {
-				/* The address now holds another packet: the old
-				 * one was freed on a path that fires no
-				 * tracepoint. */
-				if (!match) {
-					bpf_map_delete_elem(&tracked, &key);
-					stat_inc(VX_STAT_STALE);
-					return;
-				}
-				t->fp = fp;
-				flags |= VX_F_NEW;
+	if (t && (match || !ok || fully_parsed(p))) {
+		fp = ok ? fingerprint(p, &s->k) : 0;
+		if (fp != t->fp) {
+			/* The address now holds another packet (one with no
+			 * IP header cannot be ours): the old one was freed on
+			 * a path that fires no tracepoint. A miss whose headers
+			 * are cut short cannot tell, and stays followed. */
+			if (!match) {
+				bpf_map_delete_elem(&tracked, &key);
+				stat_inc(VX_STAT_STALE);
+				return;
 			}
+			t->fp = fp;
+			flags |= VX_F_NEW;
 		}
-	} else {
+	} else if (!t) {
 		if (!match)
 			return;
 		fp = fingerprint(p, &s->k);
 		struct vx_track nt = {.fp = fp, .ts = now};
 		if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY) < 0)
 			stat_inc(VX_STAT_TRACK_FULL);
+		tracking_started(now);
 		t = bpf_map_lookup_elem(&tracked, &key);
 		if (!t)
 			return;
@@ -323,14 +382,13 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 	}
 	t->ts = now;
 	t->netns = netns;
-	__u32 ifindex = KREAD(direct, dev, ifindex);
 	t->ifindex = ifindex;
 	fp = t->fp;
 
-	__u32 len = KREAD(direct, skb, len);
-	struct vx_hop_stats *hs = hop_counters(netns, ifindex);
+	if (!hs)
+		hs = hop_counters(netns, ifindex);
 	if (hs) {
-		if (hook == VX_HOOK_RX)
+		if (hook == VX_HOOK_RX || hook == VX_HOOK_TC_INGRESS)
 			hs->rx++;
 		else
 			hs->tx++;
@@ -339,15 +397,38 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 	emit(p, fp, key, netns, ifindex, len, hook, flags, 0, 0);
 }
 
+static __always_inline void on_dev_scratch(struct scratch *s,
+					   struct sk_buff *skb,
+					   const struct net_device *dev,
+					   __u32 netns, __u8 hook,
+					   const int direct)
+{
+	int ok = parse_skb(s, skb, dev, 1, direct) == 0;
+	on_hop(s, (__u64)skb, ok, netns, KREAD(direct, dev, ifindex),
+	       KREAD(direct, skb, len), hook, 0, NULL);
+}
+
+/* A device received or is sending skb (the rx/tx tracepoints). */
 static __always_inline void on_dev(struct sk_buff *skb,
 				   const struct net_device *dev, __u8 hook,
 				   const int direct)
 {
 	if (!dev)
 		return;
+	/* With TC on the hops, only a packet already tracked is news here:
+	 * one inlined load decides for a node that traces nothing yet, one
+	 * hash lookup for the rest. */
+	if (cfg.tc_primary && !tracked_skb((__u64)skb))
+		return;
 	__u32 netns = dev_netns(dev, direct);
 	if (!netns_allowed(netns))
 		return;
+	if (cfg.tc_primary) {
+		struct vx_hop_key hk = {.netns = netns,
+					.ifindex = KREAD(direct, dev, ifindex)};
+		if (bpf_map_lookup_elem(&tc_hops, &hk))
+			return;
+	}
 	struct scratch_area *a;
 	struct scratch *s = scratch_get(&a);
 	if (!s)
@@ -427,7 +508,7 @@ static __always_inline void on_free(struct sk_buff *skb, void *location,
 	/* consume_skb fires for every skb the system frees after use: one
 	 * hash lookup decides, before anything else, whether it is ours. */
 	__u64 key = (__u64)skb;
-	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
+	struct vx_track *t = tracked_skb(key);
 	if (t && bpf_ktime_get_ns() - t->ts > cfg.track_ttl_ns) {
 		bpf_map_delete_elem(&tracked, &key);
 		t = NULL;
@@ -507,88 +588,180 @@ int BPF_PROG(raw_consume_skb, struct sk_buff *skb, void *location)
 	return 0;
 }
 
-/* TC: per-hop counts of every packet, and events where tracepoints are not
- * used (cfg.tc_events). Counting reads the headers in place (direct packet
- * access): no copy, no parse, unless events are wanted. */
-static __always_inline int tc_is_overlay(struct __sk_buff *ctx)
+/* TC: per-hop counts of every packet (reading headers in place: no copy),
+ * and, with cfg.tc_events, the events of the packets the filter wants. */
+/* Reads the IP header at l3 (proto in host order) into t and returns the L4
+ * header, or NULL where the full parser must decide (not IP, a fragment,
+ * headers past the linear data). */
+static __always_inline void *quick_ip(void *l3, void *end, __u16 proto,
+				      struct vx_tuple *t)
+{
+	if (proto == ETH_P_IP) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > end)
+			return NULL;
+		__u8 vihl = *(__u8 *)ip;
+		if ((vihl >> 4) != 4 || (vihl & 0x0f) < 5 ||
+		    (ip->frag_off & bpf_htons(0x1fff)))
+			return NULL;
+		t->family = 4;
+		t->proto = ip->protocol;
+		__builtin_memcpy(t->saddr, &ip->saddr, 4);
+		__builtin_memcpy(t->daddr, &ip->daddr, 4);
+		return l3 + (vihl & 0x0f) * 4;
+	}
+	if (proto == ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) > end || (*(__u8 *)ip6 >> 4) != 6)
+			return NULL;
+		t->family = 6;
+		t->proto = ip6->nexthdr;
+		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
+		return ip6 + 1;
+	}
+	return NULL;
+}
+
+/* Fills the ports; -1 when the L4 header is not all in the linear data. */
+static __always_inline int quick_l4(void *l4, void *end, struct vx_tuple *t)
+{
+	switch (t->proto) {
+	case IPPROTO_TCP_:
+		if (l4 + 20 > end)
+			return -1;
+		break;
+	case IPPROTO_UDP_:
+		if (l4 + 8 > end)
+			return -1;
+		break;
+	case IPPROTO_ICMP_:
+	case IPPROTO_ICMPV6_:
+		/* The filter reads no ICMP field; the full parser wants the
+		 * 8 bytes all the same. */
+		return l4 + 8 > end ? -1 : 0;
+	default:
+		return 0;
+	}
+	__be16 *ports = l4;
+	t->sport = bpf_ntohs(ports[0]);
+	t->dport = bpf_ntohs(ports[1]);
+	return 0;
+}
+
+static __always_inline void *quick_eth(void *l2, void *end, __u16 *proto)
+{
+	struct ethhdr *eth = l2;
+	if ((void *)(eth + 1) > end)
+		return NULL;
+	__u16 p = bpf_ntohs(eth->h_proto);
+	void *l3 = eth + 1;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (p != ETH_P_8021Q && p != ETH_P_8021AD)
+			break;
+		if (l3 + 4 > end)
+			return NULL;
+		p = bpf_ntohs(*(__be16 *)(l3 + 2));
+		l3 += 4;
+	}
+	*proto = p;
+	return l3;
+}
+
+#define TC_Q_OVERLAY 1 /* UDP to a VXLAN port: the hop's tc_overlay counter */
+#define TC_Q_MISS 2	   /* a sure filter miss */
+
+/* Reads the headers where they lie (no copy, no lookup): whether the packet
+ * is VXLAN, and whether the filter surely misses it. The miss is answered
+ * only when the full parse would find the same inner headers and call them
+ * complete, and only for filters on inner headers (the full path's own
+ * early miss); anything else is left to that path, so both always agree.
+ * Most packets on a node end here. */
+static __always_inline int tc_quick(struct __sk_buff *ctx, int l2)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end)
+	__u16 proto = bpf_ntohs(ctx->protocol);
+	void *l3 = data;
+	int q = 0;
+	if (l2 && !(l3 = quick_eth(data, end, &proto)))
 		return 0;
-	__u16 proto = bpf_ntohs(eth->h_proto);
-	void *l3 = eth + 1;
-	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
-		if (l3 + 4 > end)
-			return 0;
-		proto = bpf_ntohs(*(__be16 *)(l3 + 2));
-		l3 += 4;
+	struct vx_parsed p = {};
+	void *l4 = quick_ip(l3, end, proto, &p.inner);
+	if (!l4 || quick_l4(l4, end, &p.inner) < 0)
+		return 0;
+	if (p.inner.proto == IPPROTO_UDP_ && is_vxlan_port(&cfg, p.inner.dport)) {
+		q |= TC_Q_OVERLAY;
+		void *vx = l4 + 8;
+		if (vx + VXLAN_HLEN > end)
+			return q;
+		/* Without the I flag it is plain UDP: the outer headers are
+		 * the packet. */
+		if (*(__u8 *)vx & 0x08) {
+			__builtin_memset(&p.inner, 0, sizeof(p.inner));
+			l3 = quick_eth(vx + VXLAN_HLEN, end, &proto);
+			if (!l3)
+				return q;
+			l4 = quick_ip(l3, end, proto, &p.inner);
+			if (!l4 || quick_l4(l4, end, &p.inner) < 0)
+				return q;
+		}
 	}
-	struct udphdr *udp;
-	if (proto == ETH_P_IP) {
-		struct iphdr *ip = l3;
-		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP_)
-			return 0;
-		udp = l3 + ((ip->ihl & 0x0f) << 2);
-	} else if (proto == ETH_P_IPV6) {
-		struct ipv6hdr *ip6 = l3;
-		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_UDP_)
-			return 0;
-		udp = (void *)(ip6 + 1);
-	} else {
-		return 0;
-	}
-	if ((void *)(udp + 1) > end)
-		return 0;
-	return is_vxlan_port(&cfg, bpf_ntohs(udp->dest));
+	if (!cfg.tc_events || cfg.has_vni || cfg.outer_src.family ||
+	    cfg.outer_dst.family)
+		return q;
+	p.flags = VX_F_PARSED;
+	if (!filter_match(&cfg, &p))
+		q |= TC_Q_MISS;
+	return q;
 }
 
 static __always_inline void on_tc_events(struct scratch *s,
 					 struct __sk_buff *ctx,
 					 struct sk_buff *skb, __u32 netns,
-					 __u8 hook)
+					 __u8 hook, struct vx_hop_stats *hs)
 {
 	__u32 n = ctx->len;
 	if (n > VX_SNAP_LEN)
 		n = VX_SNAP_LEN;
-	if (n < ETH_HLEN)
-		return;
-	struct vx_parsed *p = &s->p;
-	if (bpf_skb_load_bytes(ctx, 0, s->buf, n) < 0)
-		return;
-	if (parse_frame(&cfg, s->buf, n, 1, 0, p, &s->in) < 0 ||
-	    !filter_match(&cfg, p))
-		return;
-	__u64 key = (__u64)skb, fp = fingerprint(p, &s->k);
-	struct vx_track nt = {.fp = fp, .ts = bpf_ktime_get_ns(),
-			      .netns = netns, .ifindex = ctx->ifindex};
-	if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY) < 0)
-		stat_inc(VX_STAT_TRACK_FULL);
-	emit(p, fp, key, netns, ctx->ifindex, ctx->len, hook, 0, 0, 0);
+	/* TC sees an Ethernet-like device's frame from its MAC header, and
+	 * an L3 device's (ipip, WireGuard) from its network header. */
+	__u16 type = skb->dev->type;
+	int l2 = type == ARPHRD_ETHER_ || type == ARPHRD_LOOPBACK_;
+	int ok = 0;
+	if (n >= (l2 ? ETH_HLEN : 20) && bpf_skb_load_bytes(ctx, 0, s->buf, n) == 0)
+		ok = parse_frame(&cfg, s->buf, n, l2, bpf_ntohs(ctx->protocol),
+				 &s->p, &s->in) == 0;
+	if (cfg.tc_primary)
+		hook = hook == VX_HOOK_TC_INGRESS ? VX_HOOK_RX : VX_HOOK_TX;
+	on_hop(s, (__u64)skb, ok, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs);
 }
 
 static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 {
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
-	__u32 netns = skb->dev->nd_net.net->ns.inum;
+	struct net_device *dev = skb->dev;
+	__u32 netns = dev->nd_net.net->ns.inum;
+	__u16 type = dev->type;
+	int q = tc_quick(ctx, type == ARPHRD_ETHER_ || type == ARPHRD_LOOPBACK_);
 	struct vx_hop_stats *hs = hop_counters(netns, ctx->ifindex);
 	if (hs) {
 		if (hook == VX_HOOK_TC_INGRESS)
 			hs->tc_in++;
 		else
 			hs->tc_out++;
-		if (tc_is_overlay(ctx))
+		if (q & TC_Q_OVERLAY)
 			hs->tc_overlay++;
 		hs->tc_bytes += ctx->len;
 	}
-	if (!cfg.tc_events)
+	if (!cfg.tc_events || (q & TC_Q_MISS))
 		return TC_CONTINUE;
 	struct scratch_area *a;
 	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return TC_CONTINUE;
-	on_tc_events(s, ctx, skb, netns, hook);
+	on_tc_events(s, ctx, skb, netns, hook, hs);
 	scratch_put(a);
 	return TC_CONTINUE;
 }

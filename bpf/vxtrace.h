@@ -26,6 +26,7 @@ enum vx_event_flags {
 	VX_F_NEW = 1 << 2,	 /* first sighting of this skb by the tracer */
 	VX_F_TRUNCATED = 1 << 3, /* headers ended before the L4 header */
 	VX_F_FRAGMENT = 1 << 4,	 /* inner IPv4 fragment: no L4 header */
+	VX_F_TC = 1 << 5,	 /* seen by a TC program on a hop interface */
 };
 
 /* Index of struct vx_stats counters in the per-CPU "stats" array. */
@@ -35,6 +36,13 @@ enum vx_stat {
 	VX_STAT_TRACK_FULL = 2,	 /* tracked-skb map insert failures */
 	VX_STAT_STALE = 3,	 /* tracked entries found reused by another packet */
 	VX_STAT_MAX = 4,
+};
+
+/* Index of the u64 values in the "state" array. */
+enum vx_state {
+	VX_STATE_LAST_TRACK = 0,    /* when a packet was last tracked; 0: never */
+	VX_STATE_READER_ASLEEP = 1, /* set by user space: wake it for every event */
+	VX_STATE_MAX = 2,
 };
 
 struct vx_tuple {
@@ -88,7 +96,11 @@ struct vx_config {
 	__u8 has_vni;
 	__u8 filter_netns; /* only namespaces in the netns_filter map */
 	__u8 tc_events;	   /* TC programs emit events, not only counts */
-	__u8 pad[2];
+	/* TC programs on the hop interfaces find the packets (as rx/tx events);
+	 * the rx/tx tracepoints only follow packets already tracked, across
+	 * devices that have no TC program. */
+	__u8 tc_primary;
+	__u8 pad;
 };
 
 struct vx_hop_key {
@@ -109,6 +121,25 @@ struct vx_hop_stats {
 	__u64 tc_overlay; /* VXLAN-encapsulated packets seen by TC */
 	__u64 tc_bytes;
 };
+
+/* Per-hop counters also live in a per-CPU array, in the slot that
+ * vx_hop_slot_idx gives the hop: an array lookup is inlined, a hash lookup
+ * costs about as much as the rest of a TC program. User space writes the
+ * key of each hop it attaches into its slot (one hop per slot; a hop whose
+ * slot is taken counts in the hash map). tracer.hopSlot mirrors the index. */
+#define VX_HOP_SLOTS_BITS 10
+#define VX_HOP_SLOTS (1 << VX_HOP_SLOTS_BITS)
+
+struct vx_hop_slot {
+	struct vx_hop_key key;
+	struct vx_hop_stats st;
+};
+
+static inline __u32 vx_hop_slot_idx(__u32 netns, __u32 ifindex)
+{
+	__u32 h = (netns * 0x9E3779B1u) ^ (ifindex * 0x85EBCA77u);
+	return h >> (32 - VX_HOP_SLOTS_BITS);
+}
 
 struct vx_drop_key {
 	__u32 netns;

@@ -39,9 +39,20 @@ func (c *Config) kernelConfig() (vxtraceVxConfig, error) {
 	if c.TCEvents {
 		kc.TcEvents = 1
 	}
+	if c.tcPrimary() {
+		kc.TcEvents = 1
+		kc.TcPrimary = 1
+	}
 	kc.TrackTtlNs = uint64(c.TrackTTL.Nanoseconds())
 	kc.WakeupBytes = c.WakeupBytes
 	return kc, nil
+}
+
+// tcPrimary: TC programs find the packets and the tracepoints only follow
+// them, which spares every untraced packet a parse at each device. It needs
+// both kinds of program.
+func (c *Config) tcPrimary() bool {
+	return !c.NoTC && !c.NoTracepoints && !c.TracepointsFind
 }
 
 // vxtraceVxCidrLike has the layout of the anonymous struct vx_cidr fields

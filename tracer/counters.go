@@ -53,7 +53,64 @@ func (t *Tracer) HopCounters() (map[topo.Key]HopCounters, error) {
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading hop counters: %w", err)
 	}
+	t.slotMu.Lock()
+	defer t.slotMu.Unlock()
+	var slot []vxtraceVxHopSlot
+	for idx, k := range t.slots {
+		if err := t.maps.HopSlots.Lookup(idx, &slot); err != nil {
+			return nil, fmt.Errorf("reading hop counters: %w", err)
+		}
+		c := out[k]
+		for _, v := range slot {
+			if v.Key.Netns != k.NetNS || v.Key.Ifindex != k.Ifindex {
+				continue
+			}
+			c.Rx += v.St.Rx
+			c.Tx += v.St.Tx
+			c.Drops += v.St.Drops
+			c.Bytes += v.St.Bytes
+			c.TCIn += v.St.TcIn
+			c.TCOut += v.St.TcOut
+			c.TCOverlay += v.St.TcOverlay
+			c.TCBytes += v.St.TcBytes
+		}
+		out[k] = c
+	}
 	return out, nil
+}
+
+// hopSlot mirrors vx_hop_slot_idx in bpf/vxtrace.h.
+func hopSlot(k topo.Key) uint32 {
+	h := (k.NetNS * 0x9E3779B1) ^ (k.Ifindex * 0x85EBCA77)
+	return h >> (32 - hopSlotBits)
+}
+
+const hopSlotBits = 10 // VX_HOP_SLOTS_BITS
+
+// assignSlot gives a hop its counter slot, unless another hop holds it: that
+// hop's counters stay in the hash map, where the programs look next.
+func (t *Tracer) assignSlot(k topo.Key) error {
+	idx := hopSlot(k)
+	t.slotMu.Lock()
+	defer t.slotMu.Unlock()
+	if old, taken := t.slots[idx]; taken {
+		if old != k {
+			t.log.Debug("hop counter slot taken: counting in the hash map", "hop", k, "slot", idx, "by", old)
+		}
+		return nil
+	}
+	vals := make([]vxtraceVxHopSlot, ebpf.MustPossibleCPU())
+	for i := range vals {
+		vals[i].Key = vxtraceVxHopKey{Netns: k.NetNS, Ifindex: k.Ifindex}
+	}
+	if err := t.maps.HopSlots.Put(idx, vals); err != nil {
+		return fmt.Errorf("assigning a counter slot: %w", err)
+	}
+	if t.slots == nil {
+		t.slots = make(map[uint32]topo.Key)
+	}
+	t.slots[idx] = k
+	return nil
 }
 
 // DropCounters reads drops by hop and reason.

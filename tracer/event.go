@@ -48,6 +48,7 @@ const (
 	FlagNew       = 1 << 2
 	FlagTruncated = 1 << 3
 	FlagFragment  = 1 << 4
+	FlagTC        = 1 << 5 // seen by a TC program on a hop interface
 )
 
 // Tuple is one IP header and its L4 ports, as parsed in the kernel.

@@ -47,6 +47,10 @@ func (t *Tracer) AttachHops(hops []topo.Hop) error {
 		if h.Ifindex == 0 || h.NetNS.Path == "" {
 			continue
 		}
+		// The slot first: the hop's first packets count there.
+		if err := t.assignSlot(h.Key()); err != nil {
+			errs = append(errs, fmt.Errorf("hop %s in %s: %w", h.Ifname, nsLabel(h.NetNS), err))
+		}
 		a, err := t.attachHop(h)
 		if err != nil {
 			h.Blind = true
@@ -54,6 +58,19 @@ func (t *Tracer) AttachHops(hops []topo.Hop) error {
 			continue
 		}
 		t.tcHops = append(t.tcHops, a)
+		// From here the hop's TC program reports its packets, and the
+		// tracepoints leave this device alone.
+		k := h.Key()
+		if err := t.maps.TcHops.Put(vxtraceVxHopKey{Netns: k.NetNS, Ifindex: k.Ifindex}, uint8(1)); err != nil {
+			errs = append(errs, fmt.Errorf("registering hop %s in %s: %w", h.Ifname, nsLabel(h.NetNS), err))
+		}
+	}
+	if len(errs) > 0 {
+		// A hop without TC is seen by the device tracepoints, for the
+		// packets a TC program elsewhere found.
+		if err := t.attachDeviceTracepoints(); err != nil {
+			errs = append(errs, fmt.Errorf("attaching the device tracepoints: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

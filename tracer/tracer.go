@@ -17,6 +17,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/vxtrace/vxtrace/topo"
 )
 
 // Config selects what the kernel side traces. The zero value traces every
@@ -34,6 +36,11 @@ type Config struct {
 	RingSize    int           // bytes, a power of two; default 8 MiB
 	WakeupBytes uint32        // default: 64 events
 	TCEvents    bool          // TC programs emit events too (tests, fallback)
+	// TracepointsFind: the rx/tx tracepoints parse every packet to find
+	// the ones the filter wants, as they must without TC. By default the
+	// TC programs on the hops find them, and the tracepoints only follow
+	// tracked packets across devices that have no TC program.
+	TracepointsFind bool
 
 	// Hidden switches that force each fallback, so tests can cover it.
 	ForceRawTP    bool
@@ -56,8 +63,13 @@ type Tracer struct {
 	tc     tcPrograms
 	links  []link.Link
 	tcHops []*tcAttachment
-	feat   Features
-	closed bool
+	// devProgs: the rx/tx tracepoint programs, loaded but not attached
+	// while TC on the hops finds the packets.
+	devProgs []*ebpf.Program
+	slotMu   sync.Mutex
+	slots    map[uint32]topo.Key // hop counter slots in use
+	feat     Features
+	closed   bool
 }
 
 type tpBTFPrograms struct {
@@ -162,22 +174,34 @@ func (t *Tracer) loadOpts() *ebpf.CollectionOptions {
 		"drop_stats":   t.maps.DropStats,
 		"stats":        t.maps.Stats,
 		"scratch_map":  t.maps.ScratchMap,
+		"tc_hops":      t.maps.TcHops,
+		"state":        t.maps.State,
+		"hop_slots":    t.maps.HopSlots,
 	}}
 }
 
-// attachTracepoints prefers BTF tracepoints and falls back to raw ones.
+// attachTracepoints prefers BTF tracepoints and falls back to raw ones. The
+// free tracepoints always attach. The device ones (rx/tx) attach now only
+// when they must find packets themselves; with TC on the hops they wait in
+// t.devProgs until a hop has no TC program (attachDeviceTracepoints).
 func (t *Tracer) attachTracepoints() error {
 	if !t.cfg.ForceRawTP {
 		var p tpBTFPrograms
 		err := t.spec.LoadAndAssign(&p, t.loadOpts())
 		if err == nil {
-			err = t.attachTracing(p.Rx, p.Tx, p.Drop, p.Consume)
-			p.close()
+			t.feat.Tracepoints = "tp_btf"
+			t.devProgs = []*ebpf.Program{p.Rx, p.Tx}
+			err = t.attachTracing(p.Drop, p.Consume)
+			closePrograms(p.Drop, p.Consume)
+			if err == nil && !t.cfg.tcPrimary() {
+				err = t.attachDeviceTracepoints()
+			}
 			if err == nil {
-				t.feat.Tracepoints = "tp_btf"
 				return nil
 			}
 			t.closeLinks()
+			closePrograms(t.devProgs...)
+			t.devProgs = nil
 		}
 		t.feat.notice("tp_btf tracepoints unavailable (%v): using raw_tp", err)
 	}
@@ -185,16 +209,46 @@ func (t *Tracer) attachTracepoints() error {
 	if err := t.spec.LoadAndAssign(&p, t.loadOpts()); err != nil {
 		return fmt.Errorf("loading raw tracepoint programs: %w", verifierDetail(err))
 	}
-	defer p.close()
-	names := []string{"netif_receive_skb", "net_dev_start_xmit", "kfree_skb", "consume_skb"}
-	for i, prog := range []*ebpf.Program{p.Rx, p.Tx, p.Drop, p.Consume} {
+	t.feat.Tracepoints = "raw_tp"
+	t.devProgs = []*ebpf.Program{p.Rx, p.Tx}
+	err := t.attachRaw([]string{"kfree_skb", "consume_skb"}, p.Drop, p.Consume)
+	closePrograms(p.Drop, p.Consume)
+	if err == nil && !t.cfg.tcPrimary() {
+		err = t.attachDeviceTracepoints()
+	}
+	return err
+}
+
+// attachDeviceTracepoints attaches the rx/tx tracepoints once. With TC on
+// the hops they are needed only to follow packets across a device whose TC
+// program could not attach: each costs two program runs per packet per
+// device on the whole node, which a node whose hops all have TC is spared.
+func (t *Tracer) attachDeviceTracepoints() error {
+	if len(t.devProgs) == 0 {
+		return nil
+	}
+	var err error
+	if t.feat.Tracepoints == "raw_tp" {
+		err = t.attachRaw([]string{"netif_receive_skb", "net_dev_start_xmit"}, t.devProgs...)
+	} else {
+		err = t.attachTracing(t.devProgs...)
+	}
+	closePrograms(t.devProgs...)
+	t.devProgs = nil
+	if err == nil {
+		t.feat.DeviceTracepoints = true
+	}
+	return err
+}
+
+func (t *Tracer) attachRaw(names []string, progs ...*ebpf.Program) error {
+	for i, prog := range progs {
 		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: names[i], Program: prog})
 		if err != nil {
 			return fmt.Errorf("attaching raw tracepoint %s: %w", names[i], err)
 		}
 		t.links = append(t.links, l)
 	}
-	t.feat.Tracepoints = "raw_tp"
 	return nil
 }
 
@@ -208,9 +262,6 @@ func (t *Tracer) attachTracing(progs ...*ebpf.Program) error {
 	}
 	return nil
 }
-
-func (p *tpBTFPrograms) close() { closePrograms(p.Rx, p.Tx, p.Drop, p.Consume) }
-func (p *rawTPPrograms) close() { closePrograms(p.Rx, p.Tx, p.Drop, p.Consume) }
 
 // closePrograms releases loaded programs: once attached, their links keep
 // them alive.
@@ -321,6 +372,8 @@ func (t *Tracer) Close() error {
 	t.tcHops = nil
 	t.closeLinks()
 	closePrograms(t.tc.Ingress, t.tc.Egress)
+	closePrograms(t.devProgs...)
+	t.devProgs = nil
 	errs = append(errs, t.maps.Close())
 	return errors.Join(errs...)
 }

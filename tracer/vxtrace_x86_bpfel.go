@@ -138,7 +138,8 @@ type vxtraceVxConfig struct {
 	HasVni      uint8
 	FilterNetns uint8
 	TcEvents    uint8
-	Pad         [2]uint8
+	TcPrimary   uint8
+	Pad         uint8
 }
 
 type vxtraceVxDropKey struct {
@@ -193,6 +194,12 @@ type vxtraceVxHopKey struct {
 	Ifindex uint32
 }
 
+type vxtraceVxHopSlot struct {
+	_   structs.HostLayout
+	Key vxtraceVxHopKey
+	St  vxtraceVxHopStats
+}
+
 type vxtraceVxHopStats struct {
 	_         structs.HostLayout
 	Rx        uint64
@@ -204,6 +211,14 @@ type vxtraceVxHopStats struct {
 	TcOverlay uint64
 	TcBytes   uint64
 }
+
+type vxtraceVxState uint32
+
+const (
+	vxtraceVxStateVX_STATE_LAST_TRACK    vxtraceVxState = 0
+	vxtraceVxStateVX_STATE_READER_ASLEEP vxtraceVxState = 1
+	vxtraceVxStateVX_STATE_MAX           vxtraceVxState = 2
+)
 
 type vxtraceVxTrack struct {
 	_       structs.HostLayout
@@ -219,10 +234,13 @@ type vxtraceVxTrack struct {
 const (
 	vxtraceMapDropStats           = "drop_stats"
 	vxtraceMapEvents              = "events"
+	vxtraceMapHopSlots            = "hop_slots"
 	vxtraceMapHopStats            = "hop_stats"
 	vxtraceMapNetnsFilter         = "netns_filter"
 	vxtraceMapScratchMap          = "scratch_map"
+	vxtraceMapState               = "state"
 	vxtraceMapStats               = "stats"
+	vxtraceMapTcHops              = "tc_hops"
 	vxtraceMapTracked             = "tracked"
 	vxtraceProgFentryBrForward    = "fentry_br_forward"
 	vxtraceProgKprobeBrForward    = "kprobe_br_forward"
@@ -238,6 +256,8 @@ const (
 	vxtraceProgTpNetifReceiveSkb  = "tp_netif_receive_skb"
 	vxtraceVarCfg                 = "cfg"
 	vxtraceVarUnusedEvent         = "unused_event"
+	vxtraceVarUnusedSlot          = "unused_slot"
+	vxtraceVarUnusedState         = "unused_state"
 )
 
 // loadVxtrace returns the embedded CollectionSpec for vxtrace.
@@ -302,10 +322,13 @@ type vxtraceProgramSpecs struct {
 type vxtraceMapSpecs struct {
 	DropStats   *ebpf.MapSpec `ebpf:"drop_stats"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
+	HopSlots    *ebpf.MapSpec `ebpf:"hop_slots"`
 	HopStats    *ebpf.MapSpec `ebpf:"hop_stats"`
 	NetnsFilter *ebpf.MapSpec `ebpf:"netns_filter"`
 	ScratchMap  *ebpf.MapSpec `ebpf:"scratch_map"`
+	State       *ebpf.MapSpec `ebpf:"state"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	TcHops      *ebpf.MapSpec `ebpf:"tc_hops"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
 }
 
@@ -315,6 +338,8 @@ type vxtraceMapSpecs struct {
 type vxtraceVariableSpecs struct {
 	Cfg         *ebpf.VariableSpec `ebpf:"cfg"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedSlot  *ebpf.VariableSpec `ebpf:"unused_slot"`
+	UnusedState *ebpf.VariableSpec `ebpf:"unused_state"`
 }
 
 // vxtraceObjects contains all objects after they have been loaded into the kernel.
@@ -339,10 +364,13 @@ func (o *vxtraceObjects) Close() error {
 type vxtraceMaps struct {
 	DropStats   *ebpf.Map `ebpf:"drop_stats"`
 	Events      *ebpf.Map `ebpf:"events"`
+	HopSlots    *ebpf.Map `ebpf:"hop_slots"`
 	HopStats    *ebpf.Map `ebpf:"hop_stats"`
 	NetnsFilter *ebpf.Map `ebpf:"netns_filter"`
 	ScratchMap  *ebpf.Map `ebpf:"scratch_map"`
+	State       *ebpf.Map `ebpf:"state"`
 	Stats       *ebpf.Map `ebpf:"stats"`
+	TcHops      *ebpf.Map `ebpf:"tc_hops"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
 }
 
@@ -350,10 +378,13 @@ func (m *vxtraceMaps) Close() error {
 	return _VxtraceClose(
 		m.DropStats,
 		m.Events,
+		m.HopSlots,
 		m.HopStats,
 		m.NetnsFilter,
 		m.ScratchMap,
+		m.State,
 		m.Stats,
+		m.TcHops,
 		m.Tracked,
 	)
 }
@@ -364,6 +395,8 @@ func (m *vxtraceMaps) Close() error {
 type vxtraceVariables struct {
 	Cfg         *ebpf.Variable `ebpf:"cfg"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	UnusedSlot  *ebpf.Variable `ebpf:"unused_slot"`
+	UnusedState *ebpf.Variable `ebpf:"unused_state"`
 }
 
 // vxtracePrograms contains all programs after they have been loaded into the kernel.
