@@ -219,8 +219,27 @@ func summarize(res *Results) {
 
 	// P4 from the bpf_stats blocks.
 	worst := map[Mode]float64{}
+	worstNet := map[Mode]float64{}
 	var recursion uint64
 	haveP4 := map[Mode]bool{}
+	// floors[proto][kind]: what an empty program measured in the same
+	// traffic (kind "tc" or "tp").
+	floors := map[string]map[string]float64{}
+	for _, b := range res.Blocks {
+		if !b.Stats || b.Mode != ModeFloor || b.Error != "" {
+			continue
+		}
+		secs := b.IPerf.Seconds
+		if secs <= 0 {
+			secs = float64(res.Options.P4Seconds)
+		}
+		floors[b.Proto] = map[string]float64{}
+		for _, p := range b.Floor {
+			res.P4 = append(res.P4, P4Row{Proto: b.Proto, Mode: b.Mode, Program: p.Name, Runs: p.Runs, RunsPerS: float64(p.Runs) / secs,
+				NsPerRun: p.NsPerRun, CPUPct: 100 * float64(p.RunTimeNs) / 1e9 / secs, Recursion: p.Recursion})
+			floors[b.Proto][progKind(p.Name)] = p.NsPerRun
+		}
+	}
 	for _, b := range res.Blocks {
 		if !b.Stats || b.Tracer == nil || b.Error != "" {
 			continue
@@ -245,6 +264,9 @@ func summarize(res *Results) {
 			if p.Runs > 0 && p.Runs*100 >= runs {
 				haveP4[b.Mode] = true
 				worst[b.Mode] = max(worst[b.Mode], p.NsPerRun)
+				if f, ok := floors[b.Proto][progKind(p.Name)]; ok {
+					worstNet[b.Mode] = max(worstNet[b.Mode], p.NsPerRun-f)
+				}
 			}
 		}
 		o.BPFCPUPct = 100 * float64(ns) / 1e9 / secs
@@ -266,10 +288,28 @@ func summarize(res *Results) {
 		res.Goals = append(res.Goals, Goal{ID: "P4", What: "BPF ns/run, events emitted (worst program with >= 1% of the runs, P2 blocks)", Target: "<= 150 ns",
 			Got: fmt.Sprintf("%.1f ns", worst[ModeP2]), Value: worst[ModeP2], Pass: worst[ModeP2] <= 150})
 	}
+	// The same figures less what an empty program measures at the same
+	// hooks under the same traffic: bpf_stats' own clock reads and the
+	// hook. Shown beside the goal, never instead of it.
+	for _, m := range []Mode{ModeP1, ModeP2} {
+		target := map[Mode]float64{ModeP1: 50, ModeP2: 150}[m]
+		if _, ok := worstNet[m]; ok && haveP4[m] {
+			res.Goals = append(res.Goals, Goal{ID: "P4", What: fmt.Sprintf("  same, less the empty-program floor (%s blocks; see the p4-floor rows)", strings.ToUpper(string(m))),
+				Target: fmt.Sprintf("<= %.0f ns", target), Got: fmt.Sprintf("%.1f ns", worstNet[m]), Value: worstNet[m], Pass: worstNet[m] <= target})
+		}
+	}
 	if haveP4[ModeP1] || haveP4[ModeP2] {
 		res.Goals = append(res.Goals, Goal{ID: "P4", What: "recursion misses (all programs, all P4 blocks)", Target: "0",
 			Got: fmt.Sprint(recursion), Value: float64(recursion), Pass: recursion == 0})
 	}
+}
+
+// progKind: which empty program is the floor of a program, by its name.
+func progKind(name string) string {
+	if strings.HasPrefix(name, "tc_") || name == FloorTC {
+		return "tc"
+	}
+	return "tp"
 }
 
 func passMiss(ok bool) string {

@@ -25,6 +25,9 @@ const (
 	ModeP2         Mode = "p2"          // vxtrace traces every packet of the flow at every hop
 	ModeTcpdumpNIC Mode = "tcpdump-nic" // tcpdump on node 1's NIC
 	ModeTcpdumpAll Mode = "tcpdump-all" // one tcpdump per interface of the lab
+	// ModeFloor: empty BPF programs where vxtrace's run, in a bpf_stats
+	// block: what an empty program costs as measured (not a user mode).
+	ModeFloor Mode = "p4-floor"
 )
 
 func (m Mode) valid() bool {
@@ -74,6 +77,8 @@ type Block struct {
 	Busy   float64 `json:"host_busy_pct"` // both CPUs, during the block
 	Tracer *Tracer `json:"tracer,omitempty"`
 	Dumps  *Dumps  `json:"tcpdump,omitempty"`
+	// Floor: the empty programs of a p4-floor block.
+	Floor []ProgRun `json:"floor,omitempty"`
 	Error  string  `json:"error,omitempty"`
 }
 
@@ -245,7 +250,7 @@ func (r *runner) runAll(ctx context.Context) (*Results, error) {
 	}
 	defer stats.Close()
 	for _, proto := range o.protos {
-		for _, m := range []Mode{ModeP1, ModeP2} {
+		for _, m := range []Mode{ModeFloor, ModeP1, ModeP2} {
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
@@ -292,7 +297,11 @@ func (r *runner) runBlock(ctx context.Context, round int, proto string, mode Mod
 func (r *runner) block(ctx context.Context, b *Block, seconds int) error {
 	var tr *proc
 	var dumps []*proc
+	var fl *floor
 	defer func() {
+		if fl != nil {
+			_ = fl.Close()
+		}
 		// On an error path: nothing of this block may run on.
 		if tr != nil {
 			_ = tr.stop(syscall.SIGKILL, 5*time.Second)
@@ -310,6 +319,8 @@ func (r *runner) block(ctx context.Context, b *Block, seconds int) error {
 		dumps, err = r.startDumps(ctx, []iface{{NS: r.lab.NS(lab.RoleN1), Name: lab.NodeNIC}})
 	case ModeTcpdumpAll:
 		dumps, err = r.startDumps(ctx, r.ifaces)
+	case ModeFloor:
+		fl, err = attachFloor(r.ifaces)
 	}
 	if err != nil {
 		return err
@@ -345,6 +356,13 @@ func (r *runner) block(ctx context.Context, b *Block, seconds int) error {
 		}
 	}
 
+	if fl != nil {
+		st, err := fl.Stats()
+		if err != nil {
+			return err
+		}
+		b.Floor = st
+	}
 	if tr != nil {
 		b.Tracer.CPUPct = cpu[len(cpu)-1]
 		b.Tracer.MaxRSSKiB = hwm[len(hwm)-1]

@@ -126,6 +126,10 @@ func TestFallbackPaths(t *testing.T) {
 		{name: "raw_tp", cfg: Config{ForceRawTP: true}, tp: "raw_tp", tc: "tcx", tracepts: true},
 		{name: "clsact", cfg: Config{ForceClsact: true}, tp: "tp_btf", tc: "clsact", tracepts: true},
 		{name: "raw_tp+clsact", cfg: Config{ForceRawTP: true, ForceClsact: true}, tp: "raw_tp", tc: "clsact", tracepts: true},
+		// The tracepoints find the packets themselves (as without TC);
+		// TC only counts.
+		{name: "tracepoints find", cfg: Config{TracepointsFind: true}, tp: "tp_btf", tc: "tcx", tracepts: true},
+		{name: "raw_tp find", cfg: Config{TracepointsFind: true, ForceRawTP: true}, tp: "raw_tp", tc: "tcx", tracepts: true},
 		// TC alone (no tracepoint can attach): the TC programs emit the
 		// events themselves.
 		{name: "clsact tc-events only", cfg: Config{ForceClsact: true, NoTracepoints: true, TCEvents: true}, tc: "clsact"},
