@@ -79,7 +79,7 @@ type Block struct {
 	Dumps  *Dumps  `json:"tcpdump,omitempty"`
 	// Floor: the empty programs of a p4-floor block.
 	Floor []ProgRun `json:"floor,omitempty"`
-	Error  string  `json:"error,omitempty"`
+	Error string    `json:"error,omitempty"`
 }
 
 // IPerf is the part of iperf3 -J the bench uses.

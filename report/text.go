@@ -67,13 +67,26 @@ func (t *Text) nsName(inode uint32) string {
 
 // hopLabel is "netns/ifname", from the hop table when the hop is known.
 func (t *Text) hopLabel(hop int, netns uint32, ifname string) string {
+	return string(t.appendHopLabel(nil, hop, netns, ifname))
+}
+
+func (t *Text) appendHopLabel(b []byte, hop int, netns uint32, ifname string) []byte {
 	if h, ok := t.hops[hop]; ok && hop >= 0 {
-		return t.nsName(h.NetNS.Inode) + "/" + h.Ifname
-	}
-	if ifname == "" {
+		netns, ifname = h.NetNS.Inode, h.Ifname
+	} else if ifname == "" {
 		ifname = "-"
 	}
-	return t.nsName(netns) + "/" + ifname
+	switch n, ok := t.ns[netns]; {
+	case ok:
+		b = append(b, n...)
+	case netns == 0:
+		b = append(b, '-')
+	default:
+		b = append(b, "ns:"...)
+		b = strconv.AppendUint(b, uint64(netns), 10)
+	}
+	b = append(b, '/')
+	return append(b, ifname...)
 }
 
 // Duration formats nanoseconds the way the step lines show them.
@@ -90,40 +103,64 @@ func Duration(ns uint64) string {
 }
 
 // Header is the packet's first line: id, inner tuple, VNI.
-func Header(p *Packet) string {
-	var b strings.Builder
-	b.WriteString("packet ")
-	b.WriteString(p.ID)
+func Header(p *Packet) string { return string(AppendHeader(nil, p)) }
+
+// AppendHeader appends Header's line to dst: a trace prints one per packet,
+// at up to hundreds of thousands a second, so it builds the line without
+// fmt and without allocating.
+func AppendHeader(b []byte, p *Packet) []byte {
+	b = append(b, "packet "...)
+	b = append(b, p.ID...)
 	in := &p.Inner
-	b.WriteString("  ")
+	b = append(b, "  "...)
 	if in.Src == "" {
-		b.WriteString("(no IP header)")
+		b = append(b, "(no IP header)"...)
 	} else {
-		b.WriteString(in.Proto)
-		b.WriteByte(' ')
-		b.WriteString(endpoint(in.Src, in.Sport))
-		b.WriteString(" > ")
-		b.WriteString(endpoint(in.Dst, in.Dport))
+		b = append(b, in.Proto...)
+		b = append(b, ' ')
+		b = appendEndpoint(b, in.Src, in.Sport)
+		b = append(b, " > "...)
+		b = appendEndpoint(b, in.Dst, in.Dport)
 	}
 	switch {
 	case in.ICMPType != nil && in.ICMPID != nil:
-		fmt.Fprintf(&b, " %s id=%d seq=%d", icmpName(in.Proto, *in.ICMPType), *in.ICMPID, deref(in.ICMPSeq))
+		b = append(b, ' ')
+		b = append(b, icmpName(in.Proto, *in.ICMPType)...)
+		b = append(b, " id="...)
+		b = strconv.AppendUint(b, uint64(*in.ICMPID), 10)
+		b = append(b, " seq="...)
+		b = strconv.AppendUint(b, uint64(deref(in.ICMPSeq)), 10)
 	case in.ICMPType != nil:
-		fmt.Fprintf(&b, " %s", icmpName(in.Proto, *in.ICMPType))
+		b = append(b, ' ')
+		b = append(b, icmpName(in.Proto, *in.ICMPType)...)
 	}
 	if in.TCPFlags != "" {
-		fmt.Fprintf(&b, " [%s]", in.TCPFlags)
+		b = append(b, " ["...)
+		b = append(b, in.TCPFlags...)
+		b = append(b, ']')
 	}
 	if in.IPID != nil {
-		fmt.Fprintf(&b, " ip_id=%#04x", *in.IPID)
+		b = append(b, " ip_id=0x"...)
+		const hex = "0123456789abcdef"
+		v := *in.IPID
+		b = append(b, hex[v>>12&0xf], hex[v>>8&0xf], hex[v>>4&0xf], hex[v&0xf])
 	}
 	if p.VNI != nil {
-		fmt.Fprintf(&b, "  vni %d", *p.VNI)
+		b = append(b, "  vni "...)
+		b = strconv.AppendUint(b, uint64(*p.VNI), 10)
 	}
 	if o := p.Outer; o != nil {
-		fmt.Fprintf(&b, " (%s:%d > %s:%d)", o.Src, o.Sport, o.Dst, o.Dport)
+		b = append(b, " ("...)
+		b = append(b, o.Src...)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(o.Sport), 10)
+		b = append(b, " > "...)
+		b = append(b, o.Dst...)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(o.Dport), 10)
+		b = append(b, ')')
 	}
-	return b.String()
+	return b
 }
 
 func deref[T any](p *T) T {
@@ -135,13 +172,23 @@ func deref[T any](p *T) T {
 }
 
 func endpoint(addr string, port *uint16) string {
+	return string(appendEndpoint(nil, addr, port))
+}
+
+func appendEndpoint(b []byte, addr string, port *uint16) []byte {
 	if port == nil {
-		return addr
+		return append(b, addr...)
 	}
-	if strings.Contains(addr, ":") {
-		return "[" + addr + "]:" + strconv.Itoa(int(*port))
+	v6 := strings.Contains(addr, ":")
+	if v6 {
+		b = append(b, '[')
 	}
-	return addr + ":" + strconv.Itoa(int(*port))
+	b = append(b, addr...)
+	if v6 {
+		b = append(b, ']')
+	}
+	b = append(b, ':')
+	return strconv.AppendUint(b, uint64(*port), 10)
 }
 
 func icmpName(proto string, typ uint8) string {
@@ -201,34 +248,43 @@ func (t *Text) verdictWord(v string) string {
 
 // VerdictLine is e.g. "verdict: dropped NETFILTER_DROP at
 // nft_do_chain+0x5a3 (hop n2/eth0)".
-func (t *Text) VerdictLine(p *Packet) string {
-	var b strings.Builder
-	b.WriteString("verdict: ")
-	b.WriteString(t.verdictWord(p.Verdict))
+func (t *Text) VerdictLine(p *Packet) string { return string(t.AppendVerdictLine(nil, p)) }
+
+// AppendVerdictLine appends VerdictLine's line to dst, without fmt.
+func (t *Text) AppendVerdictLine(b []byte, p *Packet) []byte {
+	b = append(b, "verdict: "...)
+	b = append(b, t.verdictWord(p.Verdict)...)
 	if d := p.Drop; d != nil {
-		fmt.Fprintf(&b, " %s at %s (hop %s)", d.Reason, d.Location, t.hopLabel(d.Hop, d.NetNS, d.Ifname))
-		return b.String()
+		b = append(b, ' ')
+		b = append(b, d.Reason...)
+		b = append(b, " at "...)
+		b = append(b, d.Location...)
+		b = append(b, " (hop "...)
+		b = t.appendHopLabel(b, d.Hop, d.NetNS, d.Ifname)
+		return append(b, ')')
 	}
 	// The hop of the last step on it, for its namespace when it is unknown.
-	label := ""
+	var last *Event
 	for i := len(p.Events) - 1; i >= 0; i-- {
 		e := &p.Events[i]
-		if e.Hop == p.LastHop && (e.Dir != journey.DirConsume || label == "") {
-			label = t.hopLabel(e.Hop, e.NetNS, e.Ifname)
+		if e.Hop == p.LastHop && (e.Dir != journey.DirConsume || last == nil) {
+			last = e
 			if e.Dir != journey.DirConsume {
 				break
 			}
 		}
 	}
-	if label == "" {
-		label = t.hopLabel(p.LastHop, 0, "")
-	}
 	if journey.Verdict(p.Verdict) == journey.Vanished {
-		fmt.Fprintf(&b, " (last seen at hop %s)", label)
+		b = append(b, " (last seen at hop "...)
 	} else {
-		fmt.Fprintf(&b, " (hop %s)", label)
+		b = append(b, " (hop "...)
 	}
-	return b.String()
+	if last != nil {
+		b = t.appendHopLabel(b, last.Hop, last.NetNS, last.Ifname)
+	} else {
+		b = t.appendHopLabel(b, p.LastHop, 0, "")
+	}
+	return append(b, ')')
 }
 
 // Packet renders one packet: header, one line per step, verdict.

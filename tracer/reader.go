@@ -5,18 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 )
 
 // Reader drains the event ring buffer in batches.
 type Reader struct {
 	rd    *ringbuf.Reader
 	state *ebpf.Map
-	flush time.Duration
-	batch []Event
+	// ready is the ring's map, opened a second time in non-blocking mode
+	// so that the Go runtime's poller waits on it: a goroutine parked
+	// there costs nothing, where one blocked in epoll_wait holds a thread
+	// that the runtime must hand its work away from (and back) at every
+	// wake-up, tens of thousands of times a second under load.
+	ready  *os.File
+	flush  time.Duration
+	batch  []Event
+	closed atomic.Bool
 }
 
 // idleFlushes: this many flush periods without an event, and the reader
@@ -35,78 +44,112 @@ func (t *Tracer) NewReader(batchSize int, flush time.Duration) (*Reader, error) 
 	if err != nil {
 		return nil, fmt.Errorf("opening ring buffer reader: %w", err)
 	}
+	fd, err := unix.FcntlInt(uintptr(t.maps.Events.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+		if err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		rd.Close()
+		return nil, fmt.Errorf("opening ring buffer for polling: %w", err)
+	}
 	if batchSize <= 0 {
 		batchSize = 256
 	}
 	if flush <= 0 {
 		flush = DefaultFlush
 	}
-	return &Reader{rd: rd, state: t.maps.State, flush: flush, batch: make([]Event, 0, batchSize)}, nil
+	return &Reader{rd: rd, state: t.maps.State, ready: os.NewFile(uintptr(fd), "vxtrace-events"),
+		flush: flush, batch: make([]Event, 0, batchSize)}, nil
 }
 
 // Run reads until the reader is closed or ctx is done, calling handle with
 // each batch. The batch is reused after handle returns: handle must copy
 // what it keeps.
 func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
-	var rec ringbuf.Record
-	idle, asleep := 0, false
-	flush := func() {
-		if len(r.batch) > 0 {
-			handle(r.batch)
-			r.batch = r.batch[:0]
-		}
-		r.rd.SetDeadline(time.Now().Add(r.flush))
+	conn, err := r.ready.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("polling the ring buffer: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { r.rd.Close() })
+	stop := context.AfterFunc(ctx, func() { r.Close() })
 	defer stop()
 	defer func() { _ = r.setAsleep(false) }()
-	r.rd.SetDeadline(time.Now().Add(r.flush))
+	// Reads never block: the ring is drained, then the goroutine waits
+	// in the runtime's poller.
+	r.rd.SetDeadline(time.Unix(1, 0))
+	var rec ringbuf.Record
+	idle := 0
 	for {
-		err := r.rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-			idle = 0
-			if asleep {
-				asleep = false
-				// Until this lands the kernel wakes it per event:
-				// more wake-ups, never a stall.
-				_ = r.setAsleep(false)
-				r.rd.SetDeadline(time.Now().Add(r.flush))
-			}
-			r.batch = r.batch[:len(r.batch)+1]
-			if DecodeEvent(rec.RawSample, &r.batch[len(r.batch)-1]) != nil {
-				r.batch = r.batch[:len(r.batch)-1]
-			}
-			if len(r.batch) == cap(r.batch) {
-				flush()
-			}
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if len(r.batch) == 0 {
-				idle++
-			}
-			flush()
-			if idle >= idleFlushes {
-				// The kernel reads the flag before it decides on a
-				// wake-up, so an event that comes after it is set
-				// wakes the reader, and one that came before is in
-				// AvailableBytes.
-				if r.setAsleep(true) == nil {
-					if r.rd.AvailableBytes() == 0 {
-						asleep = true
-						r.rd.SetDeadline(time.Time{})
-					} else {
-						_ = r.setAsleep(false)
-					}
+		for {
+			err := r.rd.ReadInto(&rec)
+			if err == nil {
+				r.batch = r.batch[:len(r.batch)+1]
+				if DecodeEvent(rec.RawSample, &r.batch[len(r.batch)-1]) != nil {
+					r.batch = r.batch[:len(r.batch)-1]
+				}
+				if len(r.batch) == cap(r.batch) {
+					handle(r.batch)
+					r.batch = r.batch[:0]
 				}
 				idle = 0
+				continue
 			}
-		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-			flush()
-			return nil
-		default:
-			flush()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			r.deliver(handle)
+			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return nil
+			}
 			return fmt.Errorf("reading ring buffer: %w", err)
 		}
+		if len(r.batch) == 0 {
+			idle++
+		}
+		r.deliver(handle)
+
+		// Wait for the kernel's wake-up, or the flush period: events
+		// below the wake-up threshold come without one.
+		deadline := time.Now().Add(r.flush)
+		asleep := false
+		if idle >= idleFlushes {
+			idle = 0
+			// The kernel reads the flag before it decides on a
+			// wake-up, so an event that comes after it is set wakes
+			// the reader, and one that came before is in
+			// AvailableBytes.
+			if r.setAsleep(true) == nil {
+				asleep, deadline = true, time.Time{}
+			}
+		}
+		err := r.ready.SetReadDeadline(deadline)
+		if err == nil {
+			err = conn.Read(func(uintptr) bool { return r.rd.AvailableBytes() > 0 })
+		}
+		if asleep {
+			// Until this lands the kernel wakes the reader per
+			// event: more wake-ups, never a stall.
+			_ = r.setAsleep(false)
+		}
+		switch {
+		case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+		case r.closed.Load():
+			// Closed under the wait: the raw read says "use of
+			// closed file" without a sentinel to match.
+			r.deliver(handle)
+			return nil
+		default:
+			return fmt.Errorf("polling the ring buffer: %w", err)
+		}
+	}
+}
+
+func (r *Reader) deliver(handle func([]Event)) {
+	if len(r.batch) > 0 {
+		handle(r.batch)
+		r.batch = r.batch[:0]
 	}
 }
 
@@ -121,4 +164,9 @@ func (r *Reader) setAsleep(v bool) error {
 }
 
 // Close stops Run.
-func (r *Reader) Close() error { return r.rd.Close() }
+func (r *Reader) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	return errors.Join(r.ready.Close(), r.rd.Close())
+}

@@ -113,7 +113,7 @@ func New(cfg Config) (t *Tracer, err error) {
 		return nil, fmt.Errorf("ring size %d is not a power of two of at least a page", cfg.RingSize)
 	}
 	if cfg.WakeupBytes == 0 {
-		cfg.WakeupBytes = 64 * (EventSize + 8)
+		cfg.WakeupBytes = 256 * (EventSize + 8)
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		// Kernels since 5.11 charge BPF memory to the cgroup; the rlimit

@@ -27,6 +27,7 @@ Usage:
 Run 'vxtrace COMMAND -h' for a command's flags.`
 
 func main() {
+	capProcs()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	err := runSafe(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

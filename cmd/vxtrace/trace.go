@@ -195,6 +195,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	done, drops := 0, 0
 	var writeErr error
+	var line []byte // the -q line, reused: a packet's line costs no allocation
 	runErr := s.Run(runCtx, func(p *journey.Packet) bool {
 		if f.count > 0 && done >= f.count {
 			return true
@@ -208,7 +209,10 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		rec.AddPacket(rp)
 		var err error
 		if f.quiet {
-			_, err = fmt.Fprintf(out, "%s  %s\n", report.Header(&rp), text.VerdictLine(&rp))
+			line = report.AppendHeader(line[:0], &rp)
+			line = append(line, "  "...)
+			line = text.AppendVerdictLine(line, &rp)
+			_, err = out.Write(append(line, '\n'))
 		} else {
 			err = text.Packet(&rp)
 		}
