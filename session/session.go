@@ -78,7 +78,7 @@ func Start(ctx context.Context, o Options) (s *Session, err error) {
 		o.Timeout = time.Second
 	}
 	if o.QueueBatches <= 0 {
-		o.QueueBatches = 256
+		o.QueueBatches = 128
 	}
 	progress := o.Progress
 	if progress == nil {
