@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"encoding/binary"
 	"testing"
 
@@ -189,7 +190,7 @@ func BenchmarkHandCorrelate(b *testing.B) {
 		for i := range batch {
 			f.next(&batch[i])
 		}
-		s.hand(batch)
+		s.hand(context.Background(), batch)
 		got := <-s.queue
 		for i := range got {
 			s.corr.Add(&got[i])

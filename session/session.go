@@ -63,6 +63,7 @@ type Session struct {
 	queue       chan []tracer.Event
 	free        chan []tracer.Event
 	userLost    atomic.Uint64
+	handTimer   *time.Timer // the reader goroutine's only
 	events      atomic.Uint64
 	started     time.Time
 	attachErr   error
@@ -177,7 +178,7 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 
 	readErr := make(chan error, 1)
 	go func() {
-		readErr <- s.rd.Run(ctx, s.hand)
+		readErr <- s.rd.Run(ctx, func(b []tracer.Event) { s.hand(ctx, b) })
 		close(s.queue)
 	}()
 
@@ -224,10 +225,7 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 			}
 			s.mu.Unlock()
 			s.events.Add(uint64(len(batch)))
-			select {
-			case s.free <- batch[:0]:
-			default:
-			}
+			s.recycle(batch)
 		case <-tick.C:
 			s.mu.Lock()
 			s.corr.Expire(monotonicNow(), wrap)
@@ -317,9 +315,16 @@ func (s *Session) currentScope() ([]topo.NetNS, error) {
 // TopologyVersion changes whenever a refresh found hops added or gone.
 func (s *Session) TopologyVersion() uint64 { return s.topoVersion.Load() }
 
-// hand runs on the reader goroutine. It must never block: a full queue
-// means the correlator is behind, and the batch is counted as lost.
-func (s *Session) hand(batch []tracer.Event) {
+// handWait is how long the reader waits for room in a full queue before it
+// drops the batch. A correlator behind for a moment (descheduled while
+// softirqs take both CPUs of a flooded node) catches up meanwhile, and the
+// kernel's ring, sized for this, holds what comes in; one truly overloaded
+// still loses events, counted, and the reader never waits longer than this
+// on it (nor on a screen behind it).
+const handWait = 50 * time.Millisecond
+
+// hand runs on the reader goroutine.
+func (s *Session) hand(ctx context.Context, batch []tracer.Event) {
 	var buf []tracer.Event
 	select {
 	case buf = <-s.free:
@@ -329,8 +334,31 @@ func (s *Session) hand(batch []tracer.Event) {
 	buf = append(buf, batch...)
 	select {
 	case s.queue <- buf:
+		return
 	default:
+	}
+	if s.handTimer == nil {
+		s.handTimer = time.NewTimer(handWait)
+	} else {
+		s.handTimer.Reset(handWait)
+	}
+	select {
+	case s.queue <- buf:
+		s.handTimer.Stop()
+	case <-s.handTimer.C:
 		s.userLost.Add(uint64(len(batch)))
+		s.recycle(buf)
+	case <-ctx.Done():
+		s.handTimer.Stop()
+		s.userLost.Add(uint64(len(batch)))
+	}
+}
+
+// recycle returns a batch buffer to the free list, or to the collector.
+func (s *Session) recycle(buf []tracer.Event) {
+	select {
+	case s.free <- buf[:0]:
+	default:
 	}
 }
 
