@@ -109,7 +109,13 @@ func DecodeEvent(b []byte, e *Event) error {
 	e.Hook = Hook(b[54])
 	e.Flags = b[55]
 	decodeTuple(b[56:96], &e.Inner)
-	decodeTuple(b[96:136], &e.Outer)
+	// The kernel fills the outer tuple only with VX_F_ENCAP (zeros
+	// otherwise): most events skip its decoding.
+	if e.Flags&FlagEncap != 0 {
+		decodeTuple(b[96:136], &e.Outer)
+	} else {
+		e.Outer = Tuple{}
+	}
 	return nil
 }
 
