@@ -229,17 +229,19 @@ static __always_inline __u64 wakeup_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
+/* ts: the caller's bpf_ktime_get_ns, or 0 to read the clock here (a read
+ * costs as much as a map lookup in a VM). */
 static __always_inline void emit(const struct vx_parsed *p, __u64 fp, __u64 skb,
 				 __u32 netns, __u32 ifindex, __u32 len,
 				 __u8 hook, __u8 flags, __u32 reason,
-				 __u64 location)
+				 __u64 location, __u64 ts)
 {
 	struct vx_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		stat_inc(VX_STAT_LOST);
 		return;
 	}
-	e->ts = bpf_ktime_get_ns();
+	e->ts = ts ? ts : bpf_ktime_get_ns();
 	e->skb = skb;
 	e->fp = fp;
 	e->location = location;
@@ -269,6 +271,13 @@ static __always_inline __u32 dev_netns(const struct net_device *dev, const int d
 	if (direct)
 		return dev->nd_net.net->ns.inum;
 	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+}
+
+static __always_inline __u32 sock_netns(const struct sock *sk, const int direct)
+{
+	if (direct)
+		return sk->__sk_common.skc_net.net->ns.inum;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
 /* Copies the start of the frame into buf. An Ethernet-like device is read
@@ -331,7 +340,7 @@ static __always_inline int fully_parsed(const struct vx_parsed *p)
 /* A device received or is sending the skb at key; s->p holds its headers,
  * parsed if ok. hs: the hop's counters when the caller has them. */
 static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
-				   __u32 netns, __u32 ifindex, __u32 len,
+				   __u64 dev, __u32 netns, __u32 ifindex, __u32 len,
 				   __u8 hook, __u8 flags,
 				   struct vx_hop_stats *hs)
 {
@@ -381,6 +390,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 		flags |= VX_F_NEW;
 	}
 	t->ts = now;
+	t->dev = dev;
 	t->netns = netns;
 	t->ifindex = ifindex;
 	fp = t->fp;
@@ -394,7 +404,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 			hs->tx++;
 		hs->bytes += len;
 	}
-	emit(p, fp, key, netns, ifindex, len, hook, flags, 0, 0);
+	emit(p, fp, key, netns, ifindex, len, hook, flags, 0, 0, now);
 }
 
 static __always_inline void on_dev_scratch(struct scratch *s,
@@ -404,7 +414,7 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 					   const int direct)
 {
 	int ok = parse_skb(s, skb, dev, 1, direct) == 0;
-	on_hop(s, (__u64)skb, ok, netns, KREAD(direct, dev, ifindex),
+	on_hop(s, (__u64)skb, ok, (__u64)dev, netns, KREAD(direct, dev, ifindex),
 	       KREAD(direct, skb, len), hook, 0, NULL);
 }
 
@@ -441,30 +451,44 @@ static __always_inline void on_dev(struct sk_buff *skb,
 static __always_inline void on_free_scratch(struct scratch *s,
 					    struct sk_buff *skb,
 					    struct vx_track *t, void *location,
-					    __u32 reason, __u8 hook,
+					    __u32 reason, __u8 hook, __u64 now,
 					    const int direct)
 {
 	__u64 key = (__u64)skb, fp;
-	struct net_device *dev = KREAD(direct, skb, dev);
+	/* A socket's receive queue reuses skb->dev as scratch space (UDP
+	 * keeps sizes there): at consume_skb it is no pointer, and reading
+	 * through it faults, which costs microseconds even when the fault is
+	 * caught. The socket says where it was consumed. */
+	struct net_device *dev = hook == VX_HOOK_CONSUME ? NULL : KREAD(direct, skb, dev);
 	__u32 netns = 0, ifindex = 0;
 	__u8 flags = 0;
 	struct vx_parsed *p = &s->p;
 
-	if (dev) {
-		netns = dev_netns(dev, direct);
-		ifindex = KREAD(direct, dev, ifindex);
-	}
 	if (t) {
 		fp = t->fp;
-		__u32 tnetns = t->netns, tifindex = t->ifindex;
+		__u64 tdev = t->dev;
+		netns = t->netns;
+		ifindex = t->ifindex;
 		bpf_map_delete_elem(&tracked, &key);
-		if (!dev) {
-			netns = tnetns;
-			ifindex = tifindex;
-		} else if (!netns_allowed(netns)) {
+		/* Freed where it was last seen (or with no device): that hop,
+		 * in scope. Most packets end so, and the device, last touched
+		 * on another CPU, is not read at all: on a flooded VM that
+		 * read alone cost a microsecond. */
+		if (dev && (__u64)dev != tdev) {
+			netns = dev_netns(dev, direct);
+			ifindex = KREAD(direct, dev, ifindex);
 			/* It left the scope (another node's namespace on the
 			 * same kernel): what happens there is not ours. */
-			return;
+			if (!netns_allowed(netns))
+				return;
+		} else if (hook == VX_HOOK_CONSUME) {
+			/* The hop stays the last one seen (a socket of the
+			 * sender's namespace frees a packet the NIC sent); a
+			 * socket outside the scope took it out of our view. */
+			struct sock *sk = KREAD(direct, skb, sk);
+			__u32 sns = sk ? sock_netns(sk, direct) : netns;
+			if (sns != netns && !netns_allowed(sns))
+				return;
 		}
 		/* An address reused by another packet since a free that
 		 * fired no tracepoint: its headers say so. */
@@ -476,7 +500,11 @@ static __always_inline void on_free_scratch(struct scratch *s,
 	} else {
 		/* A drop before the first hop (e.g. in the sender's stack):
 		 * match it on its own headers. */
-		if (!dev || !netns_allowed(netns))
+		if (!dev)
+			return;
+		netns = dev_netns(dev, direct);
+		ifindex = KREAD(direct, dev, ifindex);
+		if (!netns_allowed(netns))
 			return;
 		if (parse_skb(s, skb, dev, 0, direct) < 0 || !filter_match(&cfg, p))
 			return;
@@ -499,7 +527,7 @@ static __always_inline void on_free_scratch(struct scratch *s,
 		}
 	}
 	emit(p, fp, key, netns, ifindex, KREAD(direct, skb, len), hook, flags,
-	     reason, (__u64)location);
+	     reason, (__u64)location, now);
 }
 
 static __always_inline void on_free(struct sk_buff *skb, void *location,
@@ -509,7 +537,8 @@ static __always_inline void on_free(struct sk_buff *skb, void *location,
 	 * hash lookup decides, before anything else, whether it is ours. */
 	__u64 key = (__u64)skb;
 	struct vx_track *t = tracked_skb(key);
-	if (t && bpf_ktime_get_ns() - t->ts > cfg.track_ttl_ns) {
+	__u64 now = t ? bpf_ktime_get_ns() : 0;
+	if (t && now - t->ts > cfg.track_ttl_ns) {
 		bpf_map_delete_elem(&tracked, &key);
 		t = NULL;
 	}
@@ -519,7 +548,7 @@ static __always_inline void on_free(struct sk_buff *skb, void *location,
 	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return;
-	on_free_scratch(s, skb, t, location, reason, hook, direct);
+	on_free_scratch(s, skb, t, location, reason, hook, now, direct);
 	scratch_put(a);
 }
 
@@ -735,7 +764,7 @@ static __always_inline void on_tc_events(struct scratch *s,
 				 &s->p, &s->in) == 0;
 	if (cfg.tc_primary)
 		hook = hook == VX_HOOK_TC_INGRESS ? VX_HOOK_RX : VX_HOOK_TX;
-	on_hop(s, (__u64)skb, ok, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs);
+	on_hop(s, (__u64)skb, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs);
 }
 
 static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
@@ -794,7 +823,7 @@ static __always_inline void on_br_forward(const struct net_bridge_port *to,
 	struct vx_parsed p = {};
 	__u32 netns = BPF_CORE_READ(br, nd_net.net, ns.inum);
 	emit(&p, t->fp, key, netns, BPF_CORE_READ(br, ifindex),
-	     BPF_CORE_READ(skb, len), VX_HOOK_BR_FORWARD, 0, 0, 0);
+	     BPF_CORE_READ(skb, len), VX_HOOK_BR_FORWARD, 0, 0, 0, 0);
 }
 
 SEC("fentry/br_forward")

@@ -151,6 +151,7 @@ struct vx_drop_key {
 struct vx_track {
 	__u64 fp;
 	__u64 ts;
+	__u64 dev;   /* struct net_device * of the last hop: compared, never read */
 	__u32 netns; /* last hop that saw it */
 	__u32 ifindex;
 };

@@ -25,7 +25,7 @@ func TestLayout(t *testing.T) {
 		{"sizeof(vx_config)", unsafe.Sizeof(vxtraceVxConfig{}), 4*36 + 8 + 4 + 4 + 8 + 2 + 6},
 		{"sizeof(vx_hop_stats)", unsafe.Sizeof(vxtraceVxHopStats{}), 64},
 		{"sizeof(vx_drop_key)", unsafe.Sizeof(vxtraceVxDropKey{}), 16},
-		{"sizeof(vx_track)", unsafe.Sizeof(vxtraceVxTrack{}), 24},
+		{"sizeof(vx_track)", unsafe.Sizeof(vxtraceVxTrack{}), 32},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

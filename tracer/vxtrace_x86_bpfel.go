@@ -224,6 +224,7 @@ type vxtraceVxTrack struct {
 	_       structs.HostLayout
 	Fp      uint64
 	Ts      uint64
+	Dev     uint64
 	Netns   uint32
 	Ifindex uint32
 }
