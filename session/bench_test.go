@@ -1,7 +1,6 @@
 package session
 
 import (
-	"context"
 	"encoding/binary"
 	"testing"
 
@@ -190,7 +189,7 @@ func BenchmarkHandCorrelate(b *testing.B) {
 		for i := range batch {
 			f.next(&batch[i])
 		}
-		s.hand(context.Background(), batch)
+		s.hand(batch)
 		got := <-s.queue
 		for i := range got {
 			s.corr.Add(&got[i])

@@ -178,7 +178,7 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 
 	readErr := make(chan error, 1)
 	go func() {
-		readErr <- s.rd.Run(ctx, func(b []tracer.Event) { s.hand(ctx, b) })
+		readErr <- s.rd.Run(ctx, s.hand)
 		close(s.queue)
 	}()
 
@@ -261,11 +261,18 @@ func (s *Session) refresh() error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	ch, err := s.topo.Refresh(nss...)
-	if err != nil || ch.Empty() {
-		s.mu.Unlock()
+	// Only the refresh loop changes the topology, so it may read it
+	// unlocked; the correlator, which reads it per event, waits only for
+	// the merge.
+	fresh, err := s.topo.Rediscover(nss...)
+	if err != nil {
 		return err
+	}
+	s.mu.Lock()
+	ch := s.topo.Merge(fresh)
+	if ch.Empty() {
+		s.mu.Unlock()
+		return nil
 	}
 	var added, gone []topo.Hop
 	for _, h := range ch.Added {
@@ -323,8 +330,10 @@ func (s *Session) TopologyVersion() uint64 { return s.topoVersion.Load() }
 // on it (nor on a screen behind it).
 const handWait = 50 * time.Millisecond
 
-// hand runs on the reader goroutine.
-func (s *Session) hand(ctx context.Context, batch []tracer.Event) {
+// hand runs on the reader goroutine. The correlator drains the queue until
+// the reader closes it, even after a cancel, so the last batches of a trace
+// are correlated too.
+func (s *Session) hand(batch []tracer.Event) {
 	var buf []tracer.Event
 	select {
 	case buf = <-s.free:
@@ -348,9 +357,6 @@ func (s *Session) hand(ctx context.Context, batch []tracer.Event) {
 	case <-s.handTimer.C:
 		s.userLost.Add(uint64(len(batch)))
 		s.recycle(buf)
-	case <-ctx.Done():
-		s.handTimer.Stop()
-		s.userLost.Add(uint64(len(batch)))
 	}
 }
 

@@ -18,16 +18,30 @@ func (c Change) Empty() bool { return len(c.Added) == 0 && len(c.Gone) == 0 }
 // different device counts as gone and added. Refresh is not safe to run
 // concurrently with readers of t.
 func (t *Topology) Refresh(nss ...NetNS) (Change, error) {
+	fresh, err := t.Rediscover(nss...)
+	if err != nil {
+		return Change{}, err
+	}
+	return t.Merge(fresh), nil
+}
+
+// Rediscover is Refresh's slow half: the discovery, which only reads t. A
+// caller that shares t with readers runs it without their lock and holds
+// the lock only for Merge: discovery takes netlink dumps in every namespace,
+// tens of milliseconds on a busy node, and a reader held that long falls
+// behind the events.
+func (t *Topology) Rediscover(nss ...NetNS) (*Topology, error) {
 	if len(nss) == 0 {
 		nss = t.nss
 	}
 	if len(nss) == 0 {
-		return Change{}, errors.New("refreshing topology: no namespaces to discover in")
+		return nil, errors.New("refreshing topology: no namespaces to discover in")
 	}
-	fresh, err := Discover(nss)
-	if err != nil {
-		return Change{}, err
-	}
+	return Discover(nss)
+}
+
+// Merge is Refresh's quick half: it updates t from a fresh discovery.
+func (t *Topology) Merge(fresh *Topology) Change {
 	var ch Change
 	current := make(map[Key]*Hop, len(fresh.Hops))
 	for i := range fresh.Hops {
@@ -67,5 +81,5 @@ func (t *Topology) Refresh(nss ...NetNS) (Change, error) {
 		ch.Added = append(ch.Added, &t.Hops[i])
 	}
 	t.nss = fresh.nss
-	return ch, nil
+	return ch
 }
