@@ -3,13 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
-	"runtime"
+	"path/filepath"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+
+	"github.com/vxtrace/vxtrace/internal/nsexec"
 )
 
 // floor holds empty BPF programs, attached where vxtrace's programs run: an
@@ -64,38 +65,20 @@ func attachFloor(ifaces []iface) (f *floor, err error) {
 }
 
 func (f *floor) attachTC(i iface) error {
-	target, err := netns.GetFromName(i.NS)
-	if err != nil {
-		return fmt.Errorf("opening namespace %s: %w", i.NS, err)
-	}
-	defer target.Close()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		return fmt.Errorf("entering namespace %s: %w", i.NS, err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic(fmt.Sprintf("returning to the original namespace: %v", err))
-		}
-	}()
-	nl, err := netlink.LinkByName(i.Name)
-	if err != nil {
-		return fmt.Errorf("finding %s in %s: %w", i.Name, i.NS, err)
-	}
-	for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
-		l, err := link.AttachTCX(link.TCXOptions{Interface: nl.Attrs().Index, Program: f.tc, Attach: at})
+	return nsexec.Do(filepath.Join("/var/run/netns", i.NS), func() error {
+		nl, err := netlink.LinkByName(i.Name)
 		if err != nil {
-			return fmt.Errorf("attaching the empty TC program to %s in %s: %w", i.Name, i.NS, err)
+			return fmt.Errorf("finding %s in %s: %w", i.Name, i.NS, err)
 		}
-		f.links = append(f.links, l)
-	}
-	return nil
+		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			l, err := link.AttachTCX(link.TCXOptions{Interface: nl.Attrs().Index, Program: f.tc, Attach: at})
+			if err != nil {
+				return fmt.Errorf("attaching the empty TC program to %s in %s: %w", i.Name, i.NS, err)
+			}
+			f.links = append(f.links, l)
+		}
+		return nil
+	})
 }
 
 // Stats reads the empty programs' accounting.

@@ -65,11 +65,8 @@ func (t *Text) nsName(inode uint32) string {
 	return "ns:" + strconv.FormatUint(uint64(inode), 10)
 }
 
-// hopLabel is "netns/ifname", from the hop table when the hop is known.
-func (t *Text) hopLabel(hop int, netns uint32, ifname string) string {
-	return string(t.appendHopLabel(nil, hop, netns, ifname))
-}
-
+// appendHopLabel appends "netns/ifname", from the hop table when the hop is
+// known.
 func (t *Text) appendHopLabel(b []byte, hop int, netns uint32, ifname string) []byte {
 	if h, ok := t.hops[hop]; ok && hop >= 0 {
 		netns, ifname = h.NetNS.Inode, h.Ifname
@@ -169,10 +166,6 @@ func deref[T any](p *T) T {
 		return z
 	}
 	return *p
-}
-
-func endpoint(addr string, port *uint16) string {
-	return string(appendEndpoint(nil, addr, port))
 }
 
 func appendEndpoint(b []byte, addr string, port *uint16) []byte {

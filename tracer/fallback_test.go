@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/vxtrace/vxtrace/internal/leakcheck"
+	"github.com/vxtrace/vxtrace/internal/nsexec"
 	"github.com/vxtrace/vxtrace/topo"
 )
 
@@ -72,7 +73,7 @@ func newVethPair(t *testing.T) *vethPair {
 		hop *topo.Hop
 	}{{p.nsA, "va", &p.hopA}, {p.nsB, "vb", &p.hopB}} {
 		var idx int
-		err := inNetNS(x.ns.Path, func() error {
+		err := nsexec.Do(x.ns.Path, func() error {
 			ifi, err := net.InterfaceByName(x.dev)
 			if err == nil {
 				idx = ifi.Index
@@ -93,7 +94,7 @@ func newVethPair(t *testing.T) *vethPair {
 func (p *vethPair) sendUDP(t *testing.T, n int) {
 	t.Helper()
 	var conn *net.UDPConn
-	err := inNetNS(p.nsA.Path, func() error {
+	err := nsexec.Do(p.nsA.Path, func() error {
 		var err error
 		conn, err = net.ListenUDP("udp4", nil)
 		return err

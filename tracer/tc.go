@@ -3,7 +3,6 @@ package tracer
 import (
 	"errors"
 	"fmt"
-	"runtime"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -11,6 +10,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/vxtrace/vxtrace/internal/nsexec"
 	"github.com/vxtrace/vxtrace/topo"
 )
 
@@ -82,38 +82,10 @@ func nsLabel(ns topo.NetNS) string {
 	return fmt.Sprintf("netns %d", ns.Inode)
 }
 
-// inNetNS runs fn with the calling thread moved into the namespace at path.
-// The ifindex of a tcx link or a netlink request is resolved in the
-// namespace of the thread that makes it.
-func inNetNS(path string, fn func() error) error {
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("opening namespace %s: %w", path, err)
-	}
-	defer target.Close()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		return fmt.Errorf("entering namespace %s: %w", path, err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			// A thread left in another namespace must not be reused.
-			panic(fmt.Sprintf("returning to the original namespace: %v", err))
-		}
-	}()
-	return fn()
-}
-
 func (t *Tracer) attachHop(h *topo.Hop) (*tcAttachment, error) {
 	a := &tcAttachment{hop: h.Key(), nsPath: h.NetNS.Path, ifindex: int(h.Ifindex)}
 	if !t.cfg.ForceClsact {
-		err := inNetNS(h.NetNS.Path, func() error {
+		err := nsexec.Do(h.NetNS.Path, func() error {
 			for _, x := range []struct {
 				prog *ebpf.Program
 				at   ebpf.AttachType
