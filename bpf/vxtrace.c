@@ -338,11 +338,13 @@ static __always_inline int fully_parsed(const struct vx_parsed *p)
 }
 
 /* A device received or is sending the skb at key; s->p holds its headers,
- * parsed if ok. hs: the hop's counters when the caller has them. */
+ * parsed if ok. hs: the hop's counters when the caller has them. t: the
+ * skb's tracked entry when the caller already looked it up (NULL: look it
+ * up here). */
 static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 				   __u64 dev, __u32 netns, __u32 ifindex, __u32 len,
 				   __u8 hook, __u8 flags,
-				   struct vx_hop_stats *hs)
+				   struct vx_hop_stats *hs, struct vx_track *t)
 {
 	struct vx_parsed *p = &s->p;
 	int match = ok && filter_match(&cfg, p);
@@ -356,7 +358,8 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 		return;
 	__u64 now = bpf_ktime_get_ns(), fp = 0;
 
-	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
+	if (!t)
+		t = bpf_map_lookup_elem(&tracked, &key);
 	if (t && now - t->ts > cfg.track_ttl_ns) {
 		bpf_map_delete_elem(&tracked, &key);
 		t = NULL;
@@ -411,11 +414,11 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 					   struct sk_buff *skb,
 					   const struct net_device *dev,
 					   __u32 netns, __u8 hook,
-					   const int direct)
+					   struct vx_track *t, const int direct)
 {
 	int ok = parse_skb(s, skb, dev, 1, direct) == 0;
 	on_hop(s, (__u64)skb, ok, (__u64)dev, netns, KREAD(direct, dev, ifindex),
-	       KREAD(direct, skb, len), hook, 0, NULL);
+	       KREAD(direct, skb, len), hook, 0, NULL, t);
 }
 
 /* A device received or is sending skb (the rx/tx tracepoints). */
@@ -428,7 +431,8 @@ static __always_inline void on_dev(struct sk_buff *skb,
 	/* With TC on the hops, only a packet already tracked is news here:
 	 * one inlined load decides for a node that traces nothing yet, one
 	 * hash lookup for the rest. */
-	if (cfg.tc_primary && !tracked_skb((__u64)skb))
+	struct vx_track *t = NULL;
+	if (cfg.tc_primary && !(t = tracked_skb((__u64)skb)))
 		return;
 	__u32 netns = dev_netns(dev, direct);
 	if (!netns_allowed(netns))
@@ -443,7 +447,7 @@ static __always_inline void on_dev(struct sk_buff *skb,
 	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return;
-	on_dev_scratch(s, skb, dev, netns, hook, direct);
+	on_dev_scratch(s, skb, dev, netns, hook, t, direct);
 	scratch_put(a);
 }
 
@@ -764,7 +768,7 @@ static __always_inline void on_tc_events(struct scratch *s,
 				 &s->p, &s->in) == 0;
 	if (cfg.tc_primary)
 		hook = hook == VX_HOOK_TC_INGRESS ? VX_HOOK_RX : VX_HOOK_TX;
-	on_hop(s, (__u64)skb, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs);
+	on_hop(s, (__u64)skb, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL);
 }
 
 static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
