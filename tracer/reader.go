@@ -5,17 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
 
 // Reader drains the event ring buffer in batches.
 type Reader struct {
-	rd    *ringbuf.Reader
+	ring  *ring
 	state *ebpf.Map
 	// ready is the ring's map, opened a second time in non-blocking mode
 	// so that the Go runtime's poller waits on it: a goroutine parked
@@ -26,6 +26,9 @@ type Reader struct {
 	flush  time.Duration
 	batch  []Event
 	closed atomic.Bool
+	// mu is held while Run reads the mapped ring, so that Close unmaps it
+	// only once Run has let go.
+	mu sync.Mutex
 }
 
 // idleFlushes: this many flush periods without an event, and the reader
@@ -40,7 +43,7 @@ const DefaultFlush = 5 * time.Millisecond
 
 // NewReader opens the ring buffer. Close it to stop Run.
 func (t *Tracer) NewReader(batchSize int, flush time.Duration) (*Reader, error) {
-	rd, err := ringbuf.NewReader(t.maps.Events)
+	rg, err := newRing(t.maps.Events)
 	if err != nil {
 		return nil, fmt.Errorf("opening ring buffer reader: %w", err)
 	}
@@ -52,7 +55,7 @@ func (t *Tracer) NewReader(batchSize int, flush time.Duration) (*Reader, error) 
 		}
 	}
 	if err != nil {
-		rd.Close()
+		rg.close()
 		return nil, fmt.Errorf("opening ring buffer for polling: %w", err)
 	}
 	if batchSize <= 0 {
@@ -61,7 +64,7 @@ func (t *Tracer) NewReader(batchSize int, flush time.Duration) (*Reader, error) 
 	if flush <= 0 {
 		flush = DefaultFlush
 	}
-	return &Reader{rd: rd, state: t.maps.State, ready: os.NewFile(uintptr(fd), "vxtrace-events"),
+	return &Reader{ring: rg, state: t.maps.State, ready: os.NewFile(uintptr(fd), "vxtrace-events"),
 		flush: flush, batch: make([]Event, 0, batchSize)}, nil
 }
 
@@ -76,39 +79,42 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 	stop := context.AfterFunc(ctx, func() { r.Close() })
 	defer stop()
 	defer func() { _ = r.setAsleep(false) }()
-	// Reads never block: the ring is drained, then the goroutine waits
-	// in the runtime's poller.
-	r.rd.SetDeadline(time.Unix(1, 0))
-	var rec ringbuf.Record
+	decode := func(raw []byte) {
+		r.batch = r.batch[:len(r.batch)+1]
+		if DecodeEvent(raw, &r.batch[len(r.batch)-1]) != nil {
+			r.batch = r.batch[:len(r.batch)-1]
+		}
+	}
 	idle := 0
 	for {
+		// Batches are handed over with the ring unlocked: handle may
+		// take its time, or close the reader.
+		got := 0
 		for {
-			err := r.rd.ReadInto(&rec)
-			if err == nil {
-				r.batch = r.batch[:len(r.batch)+1]
-				if DecodeEvent(rec.RawSample, &r.batch[len(r.batch)-1]) != nil {
-					r.batch = r.batch[:len(r.batch)-1]
-				}
-				if len(r.batch) == cap(r.batch) {
-					handle(r.batch)
-					r.batch = r.batch[:0]
-				}
-				idle = 0
-				continue
+			r.mu.Lock()
+			if r.closed.Load() {
+				r.mu.Unlock()
+				r.deliver(handle)
+				return nil
 			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			n, err := r.ring.drain(cap(r.batch)-len(r.batch), decode)
+			r.mu.Unlock()
+			got += n
+			if err != nil {
+				r.deliver(handle)
+				return fmt.Errorf("reading ring buffer: %w", err)
+			}
+			if len(r.batch) < cap(r.batch) {
 				break
 			}
 			r.deliver(handle)
-			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("reading ring buffer: %w", err)
-		}
-		if len(r.batch) == 0 {
-			idle++
 		}
 		r.deliver(handle)
+		if got == 0 {
+			idle++
+		} else {
+			idle = 0
+		}
 
 		// Wait for the kernel's wake-up, or the flush period: events
 		// below the wake-up threshold come without one.
@@ -124,9 +130,9 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 				asleep, deadline = true, time.Time{}
 			}
 		}
-		err := r.ready.SetReadDeadline(deadline)
+		err = r.ready.SetReadDeadline(deadline)
 		if err == nil {
-			err = conn.Read(func(uintptr) bool { return r.rd.AvailableBytes() > 0 })
+			err = conn.Read(func(uintptr) bool { return r.available() > 0 })
 		}
 		if asleep {
 			// Until this lands the kernel wakes the reader per
@@ -163,10 +169,23 @@ func (r *Reader) setAsleep(v bool) error {
 	return r.state.Update(uint32(vxtraceVxStateVX_STATE_READER_ASLEEP), x, ebpf.UpdateAny)
 }
 
-// Close stops Run.
+func (r *Reader) available() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed.Load() {
+		// Closed: let the poll return so that Run sees it.
+		return 1
+	}
+	return r.ring.available()
+}
+
+// Close stops Run, and unmaps the ring once Run has let go of it.
 func (r *Reader) Close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
-	return errors.Join(r.ready.Close(), r.rd.Close())
+	err := r.ready.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return errors.Join(err, r.ring.close())
 }

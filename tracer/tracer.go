@@ -34,7 +34,7 @@ type Config struct {
 
 	TrackTTL    time.Duration // default 2s
 	RingSize    int           // bytes, a power of two; default 8 MiB
-	WakeupBytes uint32        // default: 64 events
+	WakeupBytes uint32        // default: an eighth of the ring
 	TCEvents    bool          // TC programs emit events too (tests, fallback)
 	// TracepointsFind: the rx/tx tracepoints parse every packet to find
 	// the ones the filter wants, as they must without TC. By default the
@@ -113,7 +113,11 @@ func New(cfg Config) (t *Tracer, err error) {
 		return nil, fmt.Errorf("ring size %d is not a power of two of at least a page", cfg.RingSize)
 	}
 	if cfg.WakeupBytes == 0 {
-		cfg.WakeupBytes = 256 * (EventSize + 8)
+		// A wake-up costs the kernel microseconds (an IPI, a VM exit
+		// here): while events flow the reader polls every DefaultFlush
+		// anyway, so the kernel wakes it only for a burst that fills an
+		// eighth of the ring before the next poll.
+		cfg.WakeupBytes = uint32(cfg.RingSize / 8)
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		// Kernels since 5.11 charge BPF memory to the cgroup; the rlimit
