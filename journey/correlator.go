@@ -266,13 +266,25 @@ func (c *Correlator) touch(j *journey) {
 	want.push(j)
 }
 
+// journeySlab: journeys are made this many at a time, with one array for
+// their first steps. A flood's first second otherwise made tens of
+// thousands of small objects, and the collector, run again and again as
+// the heap grew, stalled the correlator until the ring overflowed.
+const journeySlab = 256
+
 func (c *Correlator) get() *journey {
-	if n := len(c.free); n > 0 {
-		j := c.free[n-1]
-		c.free = c.free[:n-1]
-		return j
+	if len(c.free) == 0 {
+		js := make([]journey, journeySlab)
+		steps := make([]Step, journeySlab*16)
+		for i := range js {
+			js[i].Steps = steps[i*16 : i*16 : (i+1)*16]
+			c.free = append(c.free, &js[i])
+		}
 	}
-	return &journey{Packet: Packet{Steps: make([]Step, 0, 16)}}
+	n := len(c.free)
+	j := c.free[n-1]
+	c.free = c.free[:n-1]
+	return j
 }
 
 func (c *Correlator) put(j *journey) {

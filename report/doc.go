@@ -4,7 +4,7 @@
 package report
 
 import (
-	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -203,7 +203,17 @@ func TCPFlags(f uint8) string {
 }
 
 // PacketID formats a fingerprint as the document's packet id.
-func PacketID(fp uint64) string { return fmt.Sprintf("%016x", fp) }
+func PacketID(fp uint64) string {
+	// Every traced packet gets one: fmt's boxing and parsing were a tenth
+	// of a flooded trace's CPU.
+	const hex = "0123456789abcdef"
+	var b [16]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = hex[fp&0xf]
+		fp >>= 4
+	}
+	return string(b[:])
+}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -244,10 +254,24 @@ func inner(t tracer.Tuple, ipid uint16) Inner {
 // FromJourney converts a journey to its document form. It copies
 // everything, so it may be called inside a correlator's emit.
 func FromJourney(p *journey.Packet) Packet {
-	out := Packet{
+	var out Packet
+	FillFromJourney(p, &out)
+	return out
+}
+
+// FillFromJourney is FromJourney into out, reusing its Events array: under a
+// flood a trace converts every packet to print it, and a fresh array per
+// packet was most of what the trace allocated (and the collector's work).
+// Whoever keeps out beyond the next call must clone it (Packet.Clone).
+func FillFromJourney(p *journey.Packet, out *Packet) {
+	events := out.Events[:0]
+	if cap(events) < len(p.Steps) {
+		events = make([]Event, len(p.Steps))
+	}
+	*out = Packet{
 		ID:            PacketID(p.ID),
 		Inner:         inner(p.Inner, p.IPID),
-		Events:        make([]Event, len(p.Steps)),
+		Events:        events[:len(p.Steps)],
 		EventsOmitted: p.EventsOmitted,
 		Verdict:       string(p.Verdict),
 		LastHop:       p.LastHop,
@@ -276,7 +300,13 @@ func FromJourney(p *journey.Packet) Packet {
 	if d := p.Drop; d != nil {
 		out.Drop = &Drop{Reason: d.Reason, ReasonCode: d.Code, Location: d.Location, Hop: d.HopID, Ifname: d.Ifname, NetNS: d.NetNS}
 	}
-	return out
+}
+
+// Clone copies p so that it no longer shares its Events array (the rest
+// it points to is never written after conversion).
+func (p Packet) Clone() Packet {
+	p.Events = slices.Clone(p.Events)
+	return p
 }
 
 func addr(t tracer.Tuple) string {

@@ -73,7 +73,7 @@ func TestJoin(t *testing.T) {
 func TestRecorderAddPacket(t *testing.T) {
 	r := NewRecorder(Options{Node: "n", MaxPackets: 2})
 	for _, v := range []string{"delivered", "dropped", "left_node", "vanished"} {
-		r.AddPacket(Packet{ID: "0000000000000001", Verdict: v})
+		r.AddPacket(&Packet{ID: "0000000000000001", Verdict: v})
 	}
 	d := r.Doc(End{})
 	if len(d.Packets) != 2 || d.PacketsOmitted != 2 || d.Summary.Packets != 4 {

@@ -61,11 +61,12 @@ func (r *Recorder) Add(p *journey.Packet) {
 	}
 }
 
-// AddPacket records a packet already converted with FromJourney, for
-// callers that convert it anyway (to print it): one conversion per packet.
-func (r *Recorder) AddPacket(p Packet) {
+// AddPacket records a packet already converted with FromJourney or
+// FillFromJourney, for callers that convert it anyway (to print it): one
+// conversion per packet. It clones what it keeps, so p may be reused.
+func (r *Recorder) AddPacket(p *Packet) {
 	if r.count(p.Verdict) {
-		r.packets = append(r.packets, p)
+		r.packets = append(r.packets, p.Clone())
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -387,6 +388,36 @@ func TestWhat(t *testing.T) {
 	for _, d := range []string{journey.DirRx, journey.DirTx, journey.DirDrop, journey.DirConsume, journey.DirFwd, journey.DirTCIn, journey.DirTCOut} {
 		if What(d) == d {
 			t.Errorf("What(%q) has no human form", d)
+		}
+	}
+}
+
+// A trace converts every packet into one reused Packet: the recorder must
+// keep its own copy, and the reuse must not leak one packet's events into
+// the next.
+func TestFillFromJourneyReuse(t *testing.T) {
+	ps := journeys(t)
+	r := NewRecorder(Options{Node: "n1"})
+	var rp Packet
+	for _, p := range ps {
+		FillFromJourney(p, &rp)
+		if want := FromJourney(p); !reflect.DeepEqual(rp, want) {
+			t.Fatalf("packet %x: reused conversion differs from a fresh one", p.ID)
+		}
+		r.AddPacket(&rp)
+	}
+	d := r.Doc(End{})
+	for i, p := range ps {
+		if want := FromJourney(p); !reflect.DeepEqual(d.Packets[i], want) {
+			t.Errorf("recorded packet %d was overwritten by a later conversion", i)
+		}
+	}
+}
+
+func TestPacketID(t *testing.T) {
+	for _, fp := range []uint64{0, 1, 0xabcdef, 0x0123456789abcdef, ^uint64(0)} {
+		if got, want := PacketID(fp), fmt.Sprintf("%016x", fp); got != want {
+			t.Errorf("PacketID(%#x) = %q, want %q", fp, got, want)
 		}
 	}
 }

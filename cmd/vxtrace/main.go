@@ -29,7 +29,9 @@ Run 'vxtrace COMMAND -h' for a command's flags.`
 func main() {
 	capProcs()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	stopTrace := startProfiles()
 	err := runSafe(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopTrace()
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
 }

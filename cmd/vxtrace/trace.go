@@ -195,7 +195,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	done, drops := 0, 0
 	var writeErr error
-	var line []byte // the -q line, reused: a packet's line costs no allocation
+	var line []byte      // the -q line, reused: a packet's line costs no allocation
+	var rp report.Packet // reused likewise: the recorder clones what it keeps
 	runErr := s.Run(runCtx, func(p *journey.Packet) bool {
 		if f.count > 0 && done >= f.count {
 			return true
@@ -205,8 +206,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if p.Verdict == journey.Dropped {
 			drops++
 		}
-		rp := report.FromJourney(p)
-		rec.AddPacket(rp)
+		report.FillFromJourney(p, &rp)
+		rec.AddPacket(&rp)
 		var err error
 		if f.quiet {
 			line = report.AppendHeader(line[:0], &rp)
