@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf/btf"
 )
@@ -25,6 +27,7 @@ type Names struct {
 	symsOnce sync.Once
 	syms     []ksym
 	symNames string // all names back to back; ksym points into it
+	symsDone atomic.Bool
 
 	mu    sync.Mutex
 	cache map[uint64]string
@@ -47,9 +50,19 @@ const maxSymCache = 4096
 
 const dropReasonPrefix = "SKB_DROP_REASON_"
 
-// NewNames reads the drop reasons from the running kernel's BTF. Symbols are
-// loaded on the first Symbol call.
+// NewNames reads the drop reasons from the running kernel's BTF, and starts
+// reading kallsyms in the background. Loaded on the first Symbol call
+// instead, they stalled the correlator for a third of a second at the first
+// drop, which under a flood is when the ring can least afford it.
 func NewNames() (*Names, error) {
+	n, err := newKernelNames()
+	if err == nil {
+		go n.symsOnce.Do(n.loadSyms)
+	}
+	return n, err
+}
+
+func newKernelNames() (*Names, error) {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		return nil, fmt.Errorf("loading kernel BTF: %w", err)
@@ -152,6 +165,7 @@ func (n *Names) lookup(addr uint64) string {
 // loadSyms reads kallsyms once. A failure leaves the table empty: Symbol
 // then prints addresses, which is still useful.
 func (n *Names) loadSyms() {
+	defer n.symsDone.Store(true)
 	f, err := os.Open(n.kallsyms)
 	if err != nil {
 		return
@@ -177,31 +191,32 @@ func parseKallsyms(r io.Reader) ([]ksym, string, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
-		// "ffffffff81000000 T _text" or "... t nft_do_chain\t[nf_tables]"
-		line := sc.Text()
-		addrStr, rest, ok := strings.Cut(line, " ")
+		// "ffffffff81000000 T _text" or "... t nft_do_chain\t[nf_tables]".
+		// Bytes, not a string per line: the file has ~200k lines.
+		line := sc.Bytes()
+		addrHex, rest, ok := bytes.Cut(line, []byte{' '})
 		if !ok {
 			return nil, "", errKallsymsLine
 		}
-		typ, name, ok := strings.Cut(rest, " ")
+		typ, name, ok := bytes.Cut(rest, []byte{' '})
 		if !ok || len(typ) != 1 {
 			return nil, "", errKallsymsLine
 		}
-		if typ != "t" && typ != "T" {
+		if typ[0] != 't' && typ[0] != 'T' {
 			continue
 		}
-		if mod := strings.IndexAny(name, "\t "); mod >= 0 {
+		if mod := bytes.IndexAny(name, "\t "); mod >= 0 {
 			name = name[:mod]
 		}
-		addr, err := strconv.ParseUint(addrStr, 16, 64)
-		if err != nil {
+		addr, ok := parseHex(addrHex)
+		if !ok {
 			return nil, "", errKallsymsLine
 		}
 		if addr != 0 {
 			nonzero = true
 		}
 		syms = append(syms, ksym{addr: addr, off: uint32(names.Len()), ln: uint32(len(name))})
-		names.WriteString(name)
+		names.Write(name)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, "", err
@@ -219,4 +234,26 @@ func parseKallsyms(r io.Reader) ([]ksym, string, error) {
 		return 0
 	})
 	return syms, names.String(), nil
+}
+
+// parseHex parses a kallsyms address: 1 to 16 hex digits, no prefix.
+func parseHex(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 16 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		v = v<<4 | uint64(c)
+	}
+	return v, true
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
@@ -184,5 +185,23 @@ func TestNamesSymbolHiddenAddresses(t *testing.T) {
 	n = &Names{kallsyms: filepath.Join(t.TempDir(), "missing"), cache: map[uint64]string{}}
 	if got := n.Symbol(0x10); got != "0x10" {
 		t.Errorf("Symbol with no kallsyms = %q", got)
+	}
+}
+
+// The symbol table is read in the background from NewNames on, not by the
+// first Symbol call: that call comes from the correlator at a trace's first
+// drop, often under a flood, and a third of a second spent reading
+// kallsyms there overflowed the ring.
+func TestNamesLoadsSymbolsInBackground(t *testing.T) {
+	n := kernelNames(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for !n.symsDone.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("kallsyms not loaded 10s after NewNames with no Symbol call")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(n.syms) == 0 {
+		t.Error("background load found no symbols in a readable kallsyms")
 	}
 }
