@@ -28,6 +28,7 @@ Run 'vxtrace COMMAND -h' for a command's flags.`
 
 func main() {
 	capProcs()
+	capMemory()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	stopTrace := startProfiles()
 	err := runSafe(ctx, os.Args[1:], os.Stdout, os.Stderr)

@@ -9,3 +9,15 @@ func TestProcsFor(t *testing.T) {
 		}
 	}
 }
+
+func TestMemLimitFor(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		live uint64
+		want int64
+	}{{0, 48 * mib}, {30 * mib, 48 * mib}, {36 * mib, 48 * mib}, {40 * mib, 52 * mib}, {500 * mib, 512 * mib}} {
+		if got := memLimitFor(c.live); got != c.want {
+			t.Errorf("memLimitFor(%d MiB) = %d MiB, want %d MiB", c.live/mib, got/mib, c.want/mib)
+		}
+	}
+}
