@@ -4,6 +4,8 @@
 package report
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
@@ -206,12 +208,10 @@ func TCPFlags(f uint8) string {
 func PacketID(fp uint64) string {
 	// Every traced packet gets one: fmt's boxing and parsing were a tenth
 	// of a flooded trace's CPU.
-	const hex = "0123456789abcdef"
+	var raw [8]byte
 	var b [16]byte
-	for i := 15; i >= 0; i-- {
-		b[i] = hex[fp&0xf]
-		fp >>= 4
-	}
+	binary.BigEndian.PutUint64(raw[:], fp)
+	hex.Encode(b[:], raw[:])
 	return string(b[:])
 }
 

@@ -208,8 +208,8 @@ func parseKallsyms(r io.Reader) ([]ksym, string, error) {
 		if mod := bytes.IndexAny(name, "\t "); mod >= 0 {
 			name = name[:mod]
 		}
-		addr, ok := parseHex(addrHex)
-		if !ok {
+		addr, err := strconv.ParseUint(string(addrHex), 16, 64)
+		if err != nil {
 			return nil, "", errKallsymsLine
 		}
 		if addr != 0 {
@@ -234,26 +234,4 @@ func parseKallsyms(r io.Reader) ([]ksym, string, error) {
 		return 0
 	})
 	return syms, names.String(), nil
-}
-
-// parseHex parses a kallsyms address: 1 to 16 hex digits, no prefix.
-func parseHex(b []byte) (uint64, bool) {
-	if len(b) == 0 || len(b) > 16 {
-		return 0, false
-	}
-	var v uint64
-	for _, c := range b {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		v = v<<4 | uint64(c)
-	}
-	return v, true
 }

@@ -124,8 +124,8 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 			idle = 0
 			// The kernel reads the flag before it decides on a
 			// wake-up, so an event that comes after it is set wakes
-			// the reader, and one that came before is in
-			// AvailableBytes.
+			// the reader, and one that came before is in the ring
+			// (available).
 			if r.setAsleep(true) == nil {
 				asleep, deadline = true, time.Time{}
 			}

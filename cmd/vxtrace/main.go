@@ -30,9 +30,9 @@ func main() {
 	capProcs()
 	capMemory()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	stopTrace := startProfiles()
+	stopProfiles := startProfiles()
 	err := runSafe(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stopTrace()
+	stopProfiles()
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
 }
