@@ -71,7 +71,7 @@ type Session struct {
 
 // Start discovers the hops in scope, loads and attaches the tracer, and
 // opens the reader. Close undoes all of it.
-func Start(ctx context.Context, o Options) (s *Session, err error) {
+func Start(ctx context.Context, o Options) (_ *Session, err error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -85,7 +85,9 @@ func Start(ctx context.Context, o Options) (s *Session, err error) {
 	if progress == nil {
 		progress = func(string) {}
 	}
-	s = &Session{opts: o, log: o.Log, started: time.Now()}
+	s := &Session{opts: o, log: o.Log, started: time.Now()}
+	// s, not the result: a failed Start returns nil and still undoes
+	// whatever it attached.
 	defer func() {
 		if err != nil {
 			s.Close()
