@@ -93,6 +93,15 @@ struct {
 	__type(value, struct vx_hop_slot);
 } hop_slots SEC(".maps");
 
+/* max_entries: user space sets it to VX_TC_SLOTS per possible CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, VX_TC_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vx_tc_slot);
+} tc_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 8192);
@@ -771,25 +780,68 @@ static __always_inline void on_tc_events(struct scratch *s,
 	on_hop(s, (__u64)skb, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL);
 }
 
+/* The device's address as a number to hash: the verifier allows no shift
+ * of a pointer, but a pointer stored to a map value and loaded back is a
+ * scalar (with the pointer-leak rights a tracer has anyway). */
+static __always_inline struct vx_tc_slot *tc_slot(const struct net_device *dev,
+						  __u64 *d)
+{
+	__u32 base = bpf_get_smp_processor_id() << VX_TC_SLOTS_BITS;
+	struct vx_tc_slot *scr = bpf_map_lookup_elem(&tc_slots, &base);
+	if (!scr)
+		return NULL;
+	scr->dev = (__u64)dev;
+	*d = *(volatile __u64 *)&scr->dev;
+	__u32 idx = base | vx_tc_slot_idx(*d);
+	return bpf_map_lookup_elem(&tc_slots, &idx);
+}
+
 static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 {
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
 	struct net_device *dev = skb->dev;
-	__u32 netns = dev->nd_net.net->ns.inum;
+	__u32 ifindex = dev->ifindex;
 	__u16 type = dev->type;
 	int q = tc_quick(ctx, type == ARPHRD_ETHER_ || type == ARPHRD_LOOPBACK_);
-	struct vx_hop_stats *hs = hop_counters(netns, ctx->ifindex);
-	if (hs) {
+	__u64 d = 0;
+	struct vx_tc_slot *ts = tc_slot(dev, &d);
+	struct vx_hop_stats *hs = NULL;
+	__u32 netns;
+	/* The ifindex too: a device re-created at a freed one's address is
+	 * seldom given its number as well. */
+	if (ts && ts->dev == d && ts->ifindex == ifindex) {
 		if (hook == VX_HOOK_TC_INGRESS)
-			hs->tc_in++;
+			ts->in++;
 		else
-			hs->tc_out++;
+			ts->out++;
 		if (q & TC_Q_OVERLAY)
-			hs->tc_overlay++;
-		hs->tc_bytes += ctx->len;
+			ts->overlay++;
+		ts->bytes += ctx->len;
+		if (!cfg.tc_events || (q & TC_Q_MISS))
+			return TC_CONTINUE;
+		netns = ts->netns;
+	} else {
+		netns = dev->nd_net.net->ns.inum;
+		if (ts && !ts->dev) {
+			/* Claimed for this device from now on; this packet
+			 * counts in the hop's other counters. */
+			ts->netns = netns;
+			ts->ifindex = ifindex;
+			ts->dev = d;
+		}
+		hs = hop_counters(netns, ifindex);
+		if (hs) {
+			if (hook == VX_HOOK_TC_INGRESS)
+				hs->tc_in++;
+			else
+				hs->tc_out++;
+			if (q & TC_Q_OVERLAY)
+				hs->tc_overlay++;
+			hs->tc_bytes += ctx->len;
+		}
+		if (!cfg.tc_events || (q & TC_Q_MISS))
+			return TC_CONTINUE;
 	}
-	if (!cfg.tc_events || (q & TC_Q_MISS))
-		return TC_CONTINUE;
 	struct scratch_area *a;
 	struct scratch *s = scratch_get(&a);
 	if (!s)

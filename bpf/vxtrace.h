@@ -141,6 +141,36 @@ static inline __u32 vx_hop_slot_idx(__u32 netns, __u32 ifindex)
 	return h >> (32 - VX_HOP_SLOTS_BITS);
 }
 
+/* TC counters: one 64-byte line per (CPU, device), in an mmapable array
+ * (page-aligned, so every slot is one cache line) indexed
+ * cpu << VX_TC_SLOTS_BITS | vx_tc_slot_idx(device address). The device's
+ * address is a value the program already holds, so a hop counted here costs
+ * no read of its namespace and no pointer table (the per-CPU array's).
+ * The kernel claims an empty slot on first sight; a device whose slot is
+ * held by another counts in hop_slots/hop_stats. Slot 0 of each CPU is the
+ * program's scratch line (see tc_dev_scalar). User space sums the slots by
+ * (netns, ifindex) and frees those of hops that went away. */
+#define VX_TC_SLOTS_BITS 10
+#define VX_TC_SLOTS (1 << VX_TC_SLOTS_BITS)
+
+struct vx_tc_slot {
+	__u64 dev;
+	__u32 netns;
+	__u32 ifindex;
+	__u64 in;
+	__u64 out;
+	__u64 overlay;
+	__u64 bytes;
+	__u64 pad[2];
+};
+
+static inline __u32 vx_tc_slot_idx(__u64 dev)
+{
+	/* net_devices are cache-line aligned: the low bits say nothing. */
+	__u32 h = (__u32)(((dev >> 6) * 0x9E3779B97F4A7C15ull) >> (64 - VX_TC_SLOTS_BITS));
+	return h ? h : 1;
+}
+
 struct vx_drop_key {
 	__u32 netns;
 	__u32 ifindex;

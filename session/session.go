@@ -292,6 +292,15 @@ func (s *Session) refresh() error {
 	if err := s.tr.AddNetNS(inodes...); err != nil {
 		return err
 	}
+	// Gone hops free their TC counter slots before new devices come,
+	// which may sit at a gone one's address.
+	var goneKeys []topo.Key
+	for _, h := range gone {
+		goneKeys = append(goneKeys, h.Key())
+	}
+	if err := s.tr.ForgetHops(goneKeys); err != nil {
+		s.log.Warn("freeing the counters of gone hops", "err", err)
+	}
 	if err := s.tr.AttachHops(added); err != nil {
 		s.log.Warn("some new hops have no TC probe", "err", err)
 		s.mu.Lock()

@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -76,7 +77,118 @@ func (t *Tracer) HopCounters() (map[topo.Key]HopCounters, error) {
 		}
 		out[k] = c
 	}
-	return out, nil
+	for k, r := range t.retired {
+		c := out[k]
+		c.add(r)
+		out[k] = c
+	}
+	err := t.eachTCSlot(func(_ int64, k topo.Key, s *vxtraceVxTcSlot) {
+		c := out[k]
+		c.TCIn += s.In
+		c.TCOut += s.Out
+		c.TCOverlay += s.Overlay
+		c.TCBytes += s.Bytes
+		out[k] = c
+	})
+	return out, err
+}
+
+func (c *HopCounters) add(o HopCounters) {
+	c.Rx += o.Rx
+	c.Tx += o.Tx
+	c.Drops += o.Drops
+	c.Bytes += o.Bytes
+	c.TCIn += o.TCIn
+	c.TCOut += o.TCOut
+	c.TCOverlay += o.TCOverlay
+	c.TCBytes += o.TCBytes
+}
+
+// tcSlotBits mirrors VX_TC_SLOTS_BITS; a slot is 64 bytes.
+const (
+	tcSlotBits = 10
+	tcSlotSize = 64
+)
+
+// eachTCSlot calls fn for every claimed slot of tc_slots (every CPU's),
+// with its offset in the mapping. The kernel writes the slots while they
+// are read: a count may be a packet behind, never torn (aligned 8-byte
+// words).
+func (t *Tracer) eachTCSlot(fn func(off int64, k topo.Key, s *vxtraceVxTcSlot)) error {
+	if t.tcMem == nil {
+		return nil
+	}
+	buf := make([]byte, 64<<10)
+	var s vxtraceVxTcSlot
+	for off := int64(0); off < int64(t.tcMem.Size()); off += int64(len(buf)) {
+		n, err := t.tcMem.ReadAt(buf, off)
+		if err != nil && n == 0 {
+			return fmt.Errorf("reading the TC counters: %w", err)
+		}
+		for i := 0; i+tcSlotSize <= n; i += tcSlotSize {
+			b := buf[i:]
+			s.Dev = binary.LittleEndian.Uint64(b)
+			idx := (off + int64(i)) / tcSlotSize
+			// Slot 0 of each CPU is the program's scratch line.
+			if s.Dev == 0 || idx&(1<<tcSlotBits-1) == 0 {
+				continue
+			}
+			s.Netns = binary.LittleEndian.Uint32(b[8:])
+			s.Ifindex = binary.LittleEndian.Uint32(b[12:])
+			if s.Ifindex == 0 {
+				continue // being claimed or freed
+			}
+			s.In = binary.LittleEndian.Uint64(b[16:])
+			s.Out = binary.LittleEndian.Uint64(b[24:])
+			s.Overlay = binary.LittleEndian.Uint64(b[32:])
+			s.Bytes = binary.LittleEndian.Uint64(b[40:])
+			fn(off+int64(i), topo.Key{NetNS: s.Netns, Ifindex: s.Ifindex}, &s)
+		}
+	}
+	return nil
+}
+
+// ForgetHops frees the TC counter slots of hops that went away, so that
+// a device later made at a freed one's address is counted as itself. Their
+// counts so far are kept.
+func (t *Tracer) ForgetHops(gone []topo.Key) error {
+	if len(gone) == 0 || t.tcMem == nil {
+		return nil
+	}
+	t.slotMu.Lock()
+	defer t.slotMu.Unlock()
+	g := make(map[topo.Key]bool, len(gone))
+	for _, k := range gone {
+		g[k] = true
+	}
+	zero := make([]byte, tcSlotSize)
+	var errs []error
+	err := t.eachTCSlot(func(off int64, k topo.Key, s *vxtraceVxTcSlot) {
+		if !g[k] {
+			return
+		}
+		if t.retired == nil {
+			t.retired = make(map[topo.Key]HopCounters)
+		}
+		r := t.retired[k]
+		r.add(HopCounters{TCIn: s.In, TCOut: s.Out, TCOverlay: s.Overlay, TCBytes: s.Bytes})
+		t.retired[k] = r
+		// The key and counts first, the device last: a slot is
+		// claimable only once all of it is clear.
+		if _, err := t.tcMem.WriteAt(zero[8:], off+8); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := t.tcMem.WriteAt(zero[:8], off); err != nil {
+			errs = append(errs, err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("freeing TC counter slots: %w", errs[0])
+	}
+	return nil
 }
 
 // hopSlot mirrors vx_hop_slot_idx in bpf/vxtrace.h.

@@ -26,6 +26,12 @@ func TestLayout(t *testing.T) {
 		{"sizeof(vx_hop_stats)", unsafe.Sizeof(vxtraceVxHopStats{}), 64},
 		{"sizeof(vx_drop_key)", unsafe.Sizeof(vxtraceVxDropKey{}), 16},
 		{"sizeof(vx_track)", unsafe.Sizeof(vxtraceVxTrack{}), 32},
+		// eachTCSlot decodes these by hand: a slot is one cache line.
+		{"sizeof(vx_tc_slot)", unsafe.Sizeof(vxtraceVxTcSlot{}), tcSlotSize},
+		{"vx_tc_slot.netns", unsafe.Offsetof(vxtraceVxTcSlot{}.Netns), 8},
+		{"vx_tc_slot.ifindex", unsafe.Offsetof(vxtraceVxTcSlot{}.Ifindex), 12},
+		{"vx_tc_slot.in", unsafe.Offsetof(vxtraceVxTcSlot{}.In), 16},
+		{"vx_tc_slot.bytes", unsafe.Offsetof(vxtraceVxTcSlot{}.Bytes), 40},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"reflect"
 	"sync"
 	"time"
 
@@ -68,8 +69,12 @@ type Tracer struct {
 	devProgs []*ebpf.Program
 	slotMu   sync.Mutex
 	slots    map[uint32]topo.Key // hop counter slots in use
-	feat     Features
-	closed   bool
+	// tcMem maps tc_slots; retired keeps the TC counts of hops whose
+	// slots were freed when they went away.
+	tcMem   *ebpf.Memory
+	retired map[topo.Key]HopCounters
+	feat    Features
+	closed  bool
 }
 
 type tpBTFPrograms struct {
@@ -93,7 +98,7 @@ type tcPrograms struct {
 
 // New loads the programs and attaches the tracepoints. TC programs are
 // attached per hop with AttachHops.
-func New(cfg Config) (t *Tracer, err error) {
+func New(cfg Config) (_ *Tracer, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -126,7 +131,9 @@ func New(cfg Config) (t *Tracer, err error) {
 		cfg.Log.Debug("memlock rlimit not raised", "err", err)
 	}
 
-	t = &Tracer{cfg: cfg, log: cfg.Log}
+	// t, not the result: a failed New returns nil and still closes what
+	// it created.
+	t := &Tracer{cfg: cfg, log: cfg.Log}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -145,9 +152,13 @@ func New(cfg Config) (t *Tracer, err error) {
 		return nil, fmt.Errorf("setting BPF config: %w", err)
 	}
 	t.spec.Maps["events"].MaxEntries = uint32(cfg.RingSize)
+	t.spec.Maps["tc_slots"].MaxEntries = uint32(ebpf.MustPossibleCPU()) << tcSlotBits
 
 	if err := t.spec.LoadAndAssign(&t.maps, nil); err != nil {
 		return nil, fmt.Errorf("creating BPF maps: %w", err)
+	}
+	if t.tcMem, err = t.maps.TcSlots.Memory(); err != nil {
+		return nil, fmt.Errorf("mapping the TC counters: %w", err)
 	}
 	for _, ino := range cfg.NetNS {
 		if err := t.maps.NetnsFilter.Put(ino, uint8(1)); err != nil {
@@ -169,19 +180,20 @@ func New(cfg Config) (t *Tracer, err error) {
 	return t, nil
 }
 
+// loadOpts makes a second load (the TC programs) share every map of the
+// first: each field of vxtraceMaps, by its ebpf tag, so a map added to the
+// C cannot be left out and silently duplicated.
 func (t *Tracer) loadOpts() *ebpf.CollectionOptions {
-	return &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		"events":       t.maps.Events,
-		"tracked":      t.maps.Tracked,
-		"netns_filter": t.maps.NetnsFilter,
-		"hop_stats":    t.maps.HopStats,
-		"drop_stats":   t.maps.DropStats,
-		"stats":        t.maps.Stats,
-		"scratch_map":  t.maps.ScratchMap,
-		"tc_hops":      t.maps.TcHops,
-		"state":        t.maps.State,
-		"hop_slots":    t.maps.HopSlots,
-	}}
+	repl := map[string]*ebpf.Map{}
+	v := reflect.ValueOf(&t.maps).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		if name := v.Type().Field(i).Tag.Get("ebpf"); name != "" {
+			if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil {
+				repl[name] = m
+			}
+		}
+	}
+	return &ebpf.CollectionOptions{MapReplacements: repl}
 }
 
 // attachTracepoints prefers BTF tracepoints and falls back to raw ones. The

@@ -220,6 +220,18 @@ const (
 	vxtraceVxStateVX_STATE_MAX           vxtraceVxState = 2
 )
 
+type vxtraceVxTcSlot struct {
+	_       structs.HostLayout
+	Dev     uint64
+	Netns   uint32
+	Ifindex uint32
+	In      uint64
+	Out     uint64
+	Overlay uint64
+	Bytes   uint64
+	Pad     [2]uint64
+}
+
 type vxtraceVxTrack struct {
 	_       structs.HostLayout
 	Fp      uint64
@@ -242,6 +254,7 @@ const (
 	vxtraceMapState               = "state"
 	vxtraceMapStats               = "stats"
 	vxtraceMapTcHops              = "tc_hops"
+	vxtraceMapTcSlots             = "tc_slots"
 	vxtraceMapTracked             = "tracked"
 	vxtraceProgFentryBrForward    = "fentry_br_forward"
 	vxtraceProgKprobeBrForward    = "kprobe_br_forward"
@@ -330,6 +343,7 @@ type vxtraceMapSpecs struct {
 	State       *ebpf.MapSpec `ebpf:"state"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
 	TcHops      *ebpf.MapSpec `ebpf:"tc_hops"`
+	TcSlots     *ebpf.MapSpec `ebpf:"tc_slots"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
 }
 
@@ -372,6 +386,7 @@ type vxtraceMaps struct {
 	State       *ebpf.Map `ebpf:"state"`
 	Stats       *ebpf.Map `ebpf:"stats"`
 	TcHops      *ebpf.Map `ebpf:"tc_hops"`
+	TcSlots     *ebpf.Map `ebpf:"tc_slots"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
 }
 
@@ -386,6 +401,7 @@ func (m *vxtraceMaps) Close() error {
 		m.State,
 		m.Stats,
 		m.TcHops,
+		m.TcSlots,
 		m.Tracked,
 	)
 }
