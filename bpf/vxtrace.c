@@ -800,16 +800,16 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 {
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
 	struct net_device *dev = skb->dev;
-	__u32 ifindex = dev->ifindex;
-	__u16 type = dev->type;
-	int q = tc_quick(ctx, type == ARPHRD_ETHER_ || type == ARPHRD_LOOPBACK_);
 	__u64 d = 0;
 	struct vx_tc_slot *ts = tc_slot(dev, &d);
 	struct vx_hop_stats *hs = NULL;
 	__u32 netns;
-	/* The ifindex too: a device re-created at a freed one's address is
-	 * seldom given its number as well. */
-	if (ts && ts->dev == d && ts->ifindex == ifindex) {
+	/* The hot path reads nothing of the device but its address: a
+	 * device re-created at a freed one's address finds its slot freed
+	 * (user space frees the slots of gone hops before it attaches to new
+	 * ones). */
+	if (ts && ts->dev == d) {
+		int q = tc_quick(ctx, ts->l2);
 		if (hook == VX_HOOK_TC_INGRESS)
 			ts->in++;
 		else
@@ -821,12 +821,17 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 			return TC_CONTINUE;
 		netns = ts->netns;
 	} else {
+		__u32 ifindex = dev->ifindex;
+		__u16 type = dev->type;
+		int l2 = type == ARPHRD_ETHER_ || type == ARPHRD_LOOPBACK_;
+		int q = tc_quick(ctx, l2);
 		netns = dev->nd_net.net->ns.inum;
 		if (ts && !ts->dev) {
 			/* Claimed for this device from now on; this packet
 			 * counts in the hop's other counters. */
 			ts->netns = netns;
 			ts->ifindex = ifindex;
+			ts->l2 = l2;
 			ts->dev = d;
 		}
 		hs = hop_counters(netns, ifindex);

@@ -161,7 +161,8 @@ struct vx_tc_slot {
 	__u64 out;
 	__u64 overlay;
 	__u64 bytes;
-	__u64 pad[2];
+	__u64 l2; /* TC sees the frame from its MAC header (see on_tc_events) */
+	__u64 pad;
 };
 
 static inline __u32 vx_tc_slot_idx(__u64 dev)

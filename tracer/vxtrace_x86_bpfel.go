@@ -229,7 +229,8 @@ type vxtraceVxTcSlot struct {
 	Out     uint64
 	Overlay uint64
 	Bytes   uint64
-	Pad     [2]uint64
+	L2      uint64
+	Pad     uint64
 }
 
 type vxtraceVxTrack struct {
