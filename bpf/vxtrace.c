@@ -636,7 +636,8 @@ int BPF_PROG(raw_consume_skb, struct sk_buff *skb, void *location)
  * header, or NULL where the full parser must decide (not IP, a fragment,
  * headers past the linear data). */
 static __always_inline void *quick_ip(void *l3, void *end, __u16 proto,
-				      struct vx_tuple *t)
+				      struct vx_tuple *t, __u16 *ip_id,
+				      const int full)
 {
 	if (proto == ETH_P_IP) {
 		struct iphdr *ip = l3;
@@ -648,6 +649,8 @@ static __always_inline void *quick_ip(void *l3, void *end, __u16 proto,
 			return NULL;
 		t->family = 4;
 		t->proto = ip->protocol;
+		if (full)
+			*ip_id = bpf_ntohs(ip->id);
 		__builtin_memcpy(t->saddr, &ip->saddr, 4);
 		__builtin_memcpy(t->daddr, &ip->daddr, 4);
 		return l3 + (vihl & 0x0f) * 4;
@@ -665,29 +668,43 @@ static __always_inline void *quick_ip(void *l3, void *end, __u16 proto,
 	return NULL;
 }
 
-/* Fills the ports; -1 when the L4 header is not all in the linear data. */
-static __always_inline int quick_l4(void *l4, void *end, struct vx_tuple *t)
+/* Fills what parse_l4 fills (!full: the ports only, what the filter
+ * reads); -1 when the L4 header is not all in the linear data. */
+static __always_inline int quick_l4(void *l4, void *end, struct vx_parsed *p,
+				    const int full)
 {
+	struct vx_tuple *t = &p->inner;
+	__be16 *w = l4;
 	switch (t->proto) {
 	case IPPROTO_TCP_:
 		if (l4 + 20 > end)
 			return -1;
-		break;
+		t->sport = bpf_ntohs(w[0]);
+		t->dport = bpf_ntohs(w[1]);
+		if (full) {
+			p->tcp_seq = bpf_ntohl(*(__be32 *)(l4 + 4));
+			t->l4_info = *(__u8 *)(l4 + 13);
+		}
+		return 0;
 	case IPPROTO_UDP_:
 		if (l4 + 8 > end)
 			return -1;
-		break;
+		t->sport = bpf_ntohs(w[0]);
+		t->dport = bpf_ntohs(w[1]);
+		if (full)
+			p->udp_csum = bpf_ntohs(w[3]);
+		return 0;
 	case IPPROTO_ICMP_:
 	case IPPROTO_ICMPV6_:
-		/* The filter reads no ICMP field; the full parser wants the
-		 * 8 bytes all the same. */
-		return l4 + 8 > end ? -1 : 0;
-	default:
+		if (l4 + 8 > end)
+			return -1;
+		if (full) {
+			t->l4_info = *(__u8 *)l4;
+			t->sport = bpf_ntohs(w[2]);
+			t->dport = bpf_ntohs(w[3]);
+		}
 		return 0;
 	}
-	__be16 *ports = l4;
-	t->sport = bpf_ntohs(ports[0]);
-	t->dport = bpf_ntohs(ports[1]);
 	return 0;
 }
 
@@ -713,14 +730,17 @@ static __always_inline void *quick_eth(void *l2, void *end, __u16 *proto)
 
 #define TC_Q_OVERLAY 1 /* UDP to a VXLAN port: the hop's tc_overlay counter */
 #define TC_Q_MISS 2	   /* a sure filter miss */
+#define TC_Q_PARSED 4	   /* p holds what parse_frame would give */
 
-/* Reads the headers where they lie (no copy, no lookup): whether the packet
- * is VXLAN, and whether the filter surely misses it. The miss is answered
- * only when the full parse would find the same inner headers and call them
- * complete, and only for filters on inner headers (the full path's own
- * early miss); anything else is left to that path, so both always agree.
- * Most packets on a node end here. */
-static __always_inline int tc_quick(struct __sk_buff *ctx, int l2)
+/* Parses the headers where they lie (no copy, no lookup) into p, for the
+ * common packet: IP, not a fragment, every header parse_frame reads in the
+ * linear data. Then (TC_Q_PARSED) p holds what parse_frame gives: with
+ * full, all of it (the prog.Run parser tests hold the TC program to the Go
+ * parser); without, the inner addresses, protocol and ports, all the
+ * filter's early miss reads. Anything else is left to the full path.
+ * Says too whether the packet is VXLAN. */
+static __always_inline int quick_parse(struct __sk_buff *ctx, int l2,
+				       struct vx_parsed *p, const int full)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -729,11 +749,11 @@ static __always_inline int tc_quick(struct __sk_buff *ctx, int l2)
 	int q = 0;
 	if (l2 && !(l3 = quick_eth(data, end, &proto)))
 		return 0;
-	struct vx_parsed p = {};
-	void *l4 = quick_ip(l3, end, proto, &p.inner);
-	if (!l4 || quick_l4(l4, end, &p.inner) < 0)
+	void *l4 = quick_ip(l3, end, proto, &p->inner, &p->ip_id, full);
+	if (!l4 || quick_l4(l4, end, p, full) < 0)
 		return 0;
-	if (p.inner.proto == IPPROTO_UDP_ && is_vxlan_port(&cfg, p.inner.dport)) {
+	p->flags = VX_F_PARSED;
+	if (p->inner.proto == IPPROTO_UDP_ && is_vxlan_port(&cfg, p->inner.dport)) {
 		q |= TC_Q_OVERLAY;
 		void *vx = l4 + 8;
 		if (vx + VXLAN_HLEN > end)
@@ -741,40 +761,69 @@ static __always_inline int tc_quick(struct __sk_buff *ctx, int l2)
 		/* Without the I flag it is plain UDP: the outer headers are
 		 * the packet. */
 		if (*(__u8 *)vx & 0x08) {
-			__builtin_memset(&p.inner, 0, sizeof(p.inner));
+			if (full) {
+				p->outer = p->inner;
+				p->ip_id = 0;
+				p->udp_csum = 0;
+				p->vni = bpf_ntohl(*(__be32 *)(vx + 4)) >> 8;
+				p->flags = VX_F_PARSED | VX_F_ENCAP;
+			}
+			__builtin_memset(&p->inner, 0, sizeof(p->inner));
 			l3 = quick_eth(vx + VXLAN_HLEN, end, &proto);
 			if (!l3)
 				return q;
-			l4 = quick_ip(l3, end, proto, &p.inner);
-			if (!l4 || quick_l4(l4, end, &p.inner) < 0)
+			l4 = quick_ip(l3, end, proto, &p->inner, &p->ip_id, full);
+			if (!l4 || quick_l4(l4, end, p, full) < 0)
 				return q;
 		}
 	}
-	if (!cfg.tc_events || cfg.has_vni || cfg.outer_src.family ||
-	    cfg.outer_dst.family)
-		return q;
-	p.flags = VX_F_PARSED;
-	if (!filter_match(&cfg, &p))
+	return q | TC_Q_PARSED;
+}
+
+/* The miss path's parse: whether the filter surely misses. A miss needs no
+ * lookup only with filters on inner headers: those do not change along the
+ * path (on_hop's own early miss); anything else is left to that path, so
+ * both always agree. Most packets on a node end here. */
+static __always_inline int tc_quick(struct __sk_buff *ctx, int l2)
+{
+	struct vx_parsed p = {};
+	int q = quick_parse(ctx, l2, &p, 0);
+	if ((q & TC_Q_PARSED) && cfg.tc_events && !cfg.has_vni &&
+	    !cfg.outer_src.family && !cfg.outer_dst.family &&
+	    !filter_match(&cfg, &p))
 		q |= TC_Q_MISS;
 	return q;
 }
 
+/* A packet the filter may want: its whole parse, in place, into the
+ * scratch. Not inlined: inlined, clang splits p into stack slots on every
+ * path and the program triples in size. 0 when p is complete. */
+static __noinline int tc_parse(struct __sk_buff *ctx, int l2, struct vx_parsed *p)
+{
+	return (quick_parse(ctx, l2, p, 1) & TC_Q_PARSED) ? 0 : -1;
+}
+
+/* l2: TC sees an Ethernet-like device's frame from its MAC header, and an
+ * L3 device's (ipip, WireGuard) from its network header. */
 static __always_inline void on_tc_events(struct scratch *s,
 					 struct __sk_buff *ctx,
 					 struct sk_buff *skb, __u32 netns,
-					 __u8 hook, struct vx_hop_stats *hs)
+					 __u8 hook, struct vx_hop_stats *hs,
+					 int l2, int quick)
 {
-	__u32 n = ctx->len;
-	if (n > VX_SNAP_LEN)
-		n = VX_SNAP_LEN;
-	/* TC sees an Ethernet-like device's frame from its MAC header, and
-	 * an L3 device's (ipip, WireGuard) from its network header. */
-	__u16 type = skb->dev->type;
-	int l2 = type == ARPHRD_ETHER_ || type == ARPHRD_LOOPBACK_;
 	int ok = 0;
-	if (n >= (l2 ? ETH_HLEN : 20) && bpf_skb_load_bytes(ctx, 0, s->buf, n) == 0)
-		ok = parse_frame(&cfg, s->buf, n, l2, bpf_ntohs(ctx->protocol),
-				 &s->p, &s->in) == 0;
+	if (quick && tc_parse(ctx, l2, &s->p) == 0) {
+		ok = 1;
+	} else {
+		/* A partial in-place parse may have left fields behind. */
+		__builtin_memset(&s->p, 0, sizeof(s->p));
+		__u32 n = ctx->len;
+		if (n > VX_SNAP_LEN)
+			n = VX_SNAP_LEN;
+		if (n >= (l2 ? ETH_HLEN : 20) && bpf_skb_load_bytes(ctx, 0, s->buf, n) == 0)
+			ok = parse_frame(&cfg, s->buf, n, l2, bpf_ntohs(ctx->protocol),
+					 &s->p, &s->in) == 0;
+	}
 	if (cfg.tc_primary)
 		hook = hook == VX_HOOK_TC_INGRESS ? VX_HOOK_RX : VX_HOOK_TX;
 	on_hop(s, (__u64)skb, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL);
@@ -804,12 +853,14 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 	struct vx_tc_slot *ts = tc_slot(dev, &d);
 	struct vx_hop_stats *hs = NULL;
 	__u32 netns;
+	int l2, q;
 	/* The hot path reads nothing of the device but its address: a
 	 * device re-created at a freed one's address finds its slot freed
 	 * (user space frees the slots of gone hops before it attaches to new
 	 * ones). */
 	if (ts && ts->dev == d) {
-		int q = tc_quick(ctx, ts->l2);
+		l2 = ts->l2;
+		q = tc_quick(ctx, l2);
 		if (hook == VX_HOOK_TC_INGRESS)
 			ts->in++;
 		else
@@ -823,8 +874,8 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 	} else {
 		__u32 ifindex = dev->ifindex;
 		__u16 type = dev->type;
-		int l2 = type == ARPHRD_ETHER_ || type == ARPHRD_LOOPBACK_;
-		int q = tc_quick(ctx, l2);
+		l2 = type == ARPHRD_ETHER_ || type == ARPHRD_LOOPBACK_;
+		q = tc_quick(ctx, l2);
 		netns = dev->nd_net.net->ns.inum;
 		if (ts && !ts->dev) {
 			/* Claimed for this device from now on; this packet
@@ -851,7 +902,7 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return TC_CONTINUE;
-	on_tc_events(s, ctx, skb, netns, hook, hs);
+	on_tc_events(s, ctx, skb, netns, hook, hs, l2, q & TC_Q_PARSED);
 	scratch_put(a);
 	return TC_CONTINUE;
 }
