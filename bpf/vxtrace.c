@@ -353,7 +353,8 @@ static __always_inline int fully_parsed(const struct vx_parsed *p)
 static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 				   __u64 dev, __u32 netns, __u32 ifindex, __u32 len,
 				   __u8 hook, __u8 flags,
-				   struct vx_hop_stats *hs, struct vx_track *t)
+				   struct vx_hop_stats *hs, struct vx_track *t,
+				   struct vx_tc_slot *ts)
 {
 	struct vx_parsed *p = &s->p;
 	int match = ok && filter_match(&cfg, p);
@@ -407,14 +408,22 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 	t->ifindex = ifindex;
 	fp = t->fp;
 
-	if (!hs)
-		hs = hop_counters(netns, ifindex);
-	if (hs) {
-		if (hook == VX_HOOK_RX || hook == VX_HOOK_TC_INGRESS)
-			hs->rx++;
+	int in = hook == VX_HOOK_RX || hook == VX_HOOK_TC_INGRESS;
+	if (ts) {
+		if (in)
+			ts->rx++;
 		else
-			hs->tx++;
-		hs->bytes += len;
+			ts->tx++;
+	} else {
+		if (!hs)
+			hs = hop_counters(netns, ifindex);
+		if (hs) {
+			if (in)
+				hs->rx++;
+			else
+				hs->tx++;
+			hs->bytes += len;
+		}
 	}
 	emit(p, fp, key, netns, ifindex, len, hook, flags, 0, 0, now);
 }
@@ -427,7 +436,7 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 {
 	int ok = parse_skb(s, skb, dev, 1, direct) == 0;
 	on_hop(s, (__u64)skb, ok, (__u64)dev, netns, KREAD(direct, dev, ifindex),
-	       KREAD(direct, skb, len), hook, 0, NULL, t);
+	       KREAD(direct, skb, len), hook, 0, NULL, t, NULL);
 }
 
 /* A device received or is sending skb (the rx/tx tracepoints). */
@@ -809,7 +818,7 @@ static __always_inline void on_tc_events(struct scratch *s,
 					 struct __sk_buff *ctx,
 					 struct sk_buff *skb, __u32 netns,
 					 __u8 hook, struct vx_hop_stats *hs,
-					 int l2, int quick)
+					 struct vx_tc_slot *ts, int l2, int quick)
 {
 	int ok = 0;
 	if (quick && tc_parse(ctx, l2, &s->p) == 0) {
@@ -826,7 +835,7 @@ static __always_inline void on_tc_events(struct scratch *s,
 	}
 	if (cfg.tc_primary)
 		hook = hook == VX_HOOK_TC_INGRESS ? VX_HOOK_RX : VX_HOOK_TX;
-	on_hop(s, (__u64)skb, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL);
+	on_hop(s, (__u64)skb, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL, ts);
 }
 
 /* The device's address as a number to hash: the verifier allows no shift
@@ -858,8 +867,8 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 	 * device re-created at a freed one's address finds its slot freed
 	 * (user space frees the slots of gone hops before it attaches to new
 	 * ones). */
-	if (ts && ts->dev == d) {
-		l2 = ts->l2;
+	if (ts && (ts->dev & ~1ULL) == d) {
+		l2 = ts->dev & 1;
 		q = tc_quick(ctx, l2);
 		if (hook == VX_HOOK_TC_INGRESS)
 			ts->in++;
@@ -882,9 +891,9 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 			 * counts in the hop's other counters. */
 			ts->netns = netns;
 			ts->ifindex = ifindex;
-			ts->l2 = l2;
-			ts->dev = d;
+			ts->dev = d | l2;
 		}
+		ts = NULL;
 		hs = hop_counters(netns, ifindex);
 		if (hs) {
 			if (hook == VX_HOOK_TC_INGRESS)
@@ -902,7 +911,7 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return TC_CONTINUE;
-	on_tc_events(s, ctx, skb, netns, hook, hs, l2, q & TC_Q_PARSED);
+	on_tc_events(s, ctx, skb, netns, hook, hs, ts, l2, q & TC_Q_PARSED);
 	scratch_put(a);
 	return TC_CONTINUE;
 }

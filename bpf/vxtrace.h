@@ -154,15 +154,17 @@ static inline __u32 vx_hop_slot_idx(__u32 netns, __u32 ifindex)
 #define VX_TC_SLOTS (1 << VX_TC_SLOTS_BITS)
 
 struct vx_tc_slot {
+	/* The device's address; bit 0 (net_devices are aligned): TC sees
+	 * its frames from the MAC header (see on_tc_events). */
 	__u64 dev;
 	__u32 netns;
 	__u32 ifindex;
-	__u64 in;
+	__u64 in; /* every packet, as in vx_hop_stats */
 	__u64 out;
 	__u64 overlay;
 	__u64 bytes;
-	__u64 l2; /* TC sees the frame from its MAC header (see on_tc_events) */
-	__u64 pad;
+	__u64 rx; /* packets the filter wanted; their bytes are not counted */
+	__u64 tx;
 };
 
 static inline __u32 vx_tc_slot_idx(__u64 dev)

@@ -10,8 +10,10 @@ import (
 )
 
 // HopCounters are the in-kernel counters of one interface. Rx, Tx and Drops
-// count packets that matched the filter; the TC fields count every packet
-// that crossed the hop's TC hooks. They stay right when events are lost.
+// count packets that matched the filter (Bytes, their bytes, only where no TC
+// program counts them: TC keeps each device's counters in one cache line);
+// the TC fields count every packet that crossed the hop's TC hooks. They stay
+// right when events are lost.
 type HopCounters struct {
 	Rx, Tx, Drops, Bytes            uint64
 	TCIn, TCOut, TCOverlay, TCBytes uint64
@@ -88,6 +90,8 @@ func (t *Tracer) HopCounters() (map[topo.Key]HopCounters, error) {
 		c.TCOut += s.Out
 		c.TCOverlay += s.Overlay
 		c.TCBytes += s.Bytes
+		c.Rx += s.Rx
+		c.Tx += s.Tx
 		out[k] = c
 	})
 	return out, err
@@ -113,12 +117,15 @@ const (
 // eachTCSlot calls fn for every claimed slot of tc_slots (every CPU's),
 // with its offset in the mapping. The kernel writes the slots while they
 // are read: a count may be a packet behind, never torn (aligned 8-byte
-// words).
+// words). The caller holds slotMu.
 func (t *Tracer) eachTCSlot(fn func(off int64, k topo.Key, s *vxtraceVxTcSlot)) error {
 	if t.tcMem == nil {
 		return nil
 	}
-	buf := make([]byte, 64<<10)
+	if t.tcBuf == nil {
+		t.tcBuf = make([]byte, 64<<10)
+	}
+	buf := t.tcBuf
 	var s vxtraceVxTcSlot
 	for off := int64(0); off < int64(t.tcMem.Size()); off += int64(len(buf)) {
 		n, err := t.tcMem.ReadAt(buf, off)
@@ -142,6 +149,8 @@ func (t *Tracer) eachTCSlot(fn func(off int64, k topo.Key, s *vxtraceVxTcSlot)) 
 			s.Out = binary.LittleEndian.Uint64(b[24:])
 			s.Overlay = binary.LittleEndian.Uint64(b[32:])
 			s.Bytes = binary.LittleEndian.Uint64(b[40:])
+			s.Rx = binary.LittleEndian.Uint64(b[48:])
+			s.Tx = binary.LittleEndian.Uint64(b[56:])
 			fn(off+int64(i), topo.Key{NetNS: s.Netns, Ifindex: s.Ifindex}, &s)
 		}
 	}
@@ -171,7 +180,7 @@ func (t *Tracer) ForgetHops(gone []topo.Key) error {
 			t.retired = make(map[topo.Key]HopCounters)
 		}
 		r := t.retired[k]
-		r.add(HopCounters{TCIn: s.In, TCOut: s.Out, TCOverlay: s.Overlay, TCBytes: s.Bytes})
+		r.add(HopCounters{Rx: s.Rx, Tx: s.Tx, TCIn: s.In, TCOut: s.Out, TCOverlay: s.Overlay, TCBytes: s.Bytes})
 		t.retired[k] = r
 		// The key and counts first, the device last: a slot is
 		// claimable only once all of it is clear.

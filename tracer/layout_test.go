@@ -32,6 +32,8 @@ func TestLayout(t *testing.T) {
 		{"vx_tc_slot.ifindex", unsafe.Offsetof(vxtraceVxTcSlot{}.Ifindex), 12},
 		{"vx_tc_slot.in", unsafe.Offsetof(vxtraceVxTcSlot{}.In), 16},
 		{"vx_tc_slot.bytes", unsafe.Offsetof(vxtraceVxTcSlot{}.Bytes), 40},
+		{"vx_tc_slot.rx", unsafe.Offsetof(vxtraceVxTcSlot{}.Rx), 48},
+		{"vx_tc_slot.tx", unsafe.Offsetof(vxtraceVxTcSlot{}.Tx), 56},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

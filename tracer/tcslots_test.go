@@ -29,6 +29,8 @@ func TestTCSlotCounters(t *testing.T) {
 
 	slotOut := func(k topo.Key) (out uint64) {
 		t.Helper()
+		tr.slotMu.Lock()
+		defer tr.slotMu.Unlock()
 		if err := tr.eachTCSlot(func(_ int64, sk topo.Key, s *vxtraceVxTcSlot) {
 			if sk == k {
 				out += s.Out

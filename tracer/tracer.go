@@ -72,6 +72,7 @@ type Tracer struct {
 	// tcMem maps tc_slots; retired keeps the TC counts of hops whose
 	// slots were freed when they went away.
 	tcMem   *ebpf.Memory
+	tcBuf   []byte // eachTCSlot's reads
 	retired map[topo.Key]HopCounters
 	feat    Features
 	closed  bool

@@ -229,8 +229,8 @@ type vxtraceVxTcSlot struct {
 	Out     uint64
 	Overlay uint64
 	Bytes   uint64
-	L2      uint64
-	Pad     uint64
+	Rx      uint64
+	Tx      uint64
 }
 
 type vxtraceVxTrack struct {
