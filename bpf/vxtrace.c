@@ -838,6 +838,18 @@ static __always_inline void on_tc_events(struct scratch *s,
 	on_hop(s, (__u64)skb, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL, ts);
 }
 
+static __always_inline void tc_count(__u64 *in, __u64 *out, __u64 *overlay,
+				     __u64 *bytes, __u8 hook, int q, __u32 len)
+{
+	if (hook == VX_HOOK_TC_INGRESS)
+		*in += 1;
+	else
+		*out += 1;
+	if (q & TC_Q_OVERLAY)
+		*overlay += 1;
+	*bytes += len;
+}
+
 /* The device's address as a number to hash: the verifier allows no shift
  * of a pointer, but a pointer stored to a map value and loaded back is a
  * scalar (with the pointer-leak rights a tracer has anyway). */
@@ -870,13 +882,7 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 	if (ts && (ts->dev & ~1ULL) == d) {
 		l2 = ts->dev & 1;
 		q = tc_quick(ctx, l2);
-		if (hook == VX_HOOK_TC_INGRESS)
-			ts->in++;
-		else
-			ts->out++;
-		if (q & TC_Q_OVERLAY)
-			ts->overlay++;
-		ts->bytes += ctx->len;
+		tc_count(&ts->in, &ts->out, &ts->overlay, &ts->bytes, hook, q, ctx->len);
 		if (!cfg.tc_events || (q & TC_Q_MISS))
 			return TC_CONTINUE;
 		netns = ts->netns;
@@ -895,15 +901,9 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 		}
 		ts = NULL;
 		hs = hop_counters(netns, ifindex);
-		if (hs) {
-			if (hook == VX_HOOK_TC_INGRESS)
-				hs->tc_in++;
-			else
-				hs->tc_out++;
-			if (q & TC_Q_OVERLAY)
-				hs->tc_overlay++;
-			hs->tc_bytes += ctx->len;
-		}
+		if (hs)
+			tc_count(&hs->tc_in, &hs->tc_out, &hs->tc_overlay,
+				 &hs->tc_bytes, hook, q, ctx->len);
 		if (!cfg.tc_events || (q & TC_Q_MISS))
 			return TC_CONTINUE;
 	}

@@ -42,14 +42,7 @@ func (t *Tracer) HopCounters() (map[topo.Key]HopCounters, error) {
 	for it.Next(&k, &per) {
 		var c HopCounters
 		for _, v := range per {
-			c.Rx += v.Rx
-			c.Tx += v.Tx
-			c.Drops += v.Drops
-			c.Bytes += v.Bytes
-			c.TCIn += v.TcIn
-			c.TCOut += v.TcOut
-			c.TCOverlay += v.TcOverlay
-			c.TCBytes += v.TcBytes
+			c.add(fromStats(&v))
 		}
 		out[topo.Key{NetNS: k.Netns, Ifindex: k.Ifindex}] = c
 	}
@@ -68,14 +61,7 @@ func (t *Tracer) HopCounters() (map[topo.Key]HopCounters, error) {
 			if v.Key.Netns != k.NetNS || v.Key.Ifindex != k.Ifindex {
 				continue
 			}
-			c.Rx += v.St.Rx
-			c.Tx += v.St.Tx
-			c.Drops += v.St.Drops
-			c.Bytes += v.St.Bytes
-			c.TCIn += v.St.TcIn
-			c.TCOut += v.St.TcOut
-			c.TCOverlay += v.St.TcOverlay
-			c.TCBytes += v.St.TcBytes
+			c.add(fromStats(&v.St))
 		}
 		out[k] = c
 	}
@@ -86,15 +72,19 @@ func (t *Tracer) HopCounters() (map[topo.Key]HopCounters, error) {
 	}
 	err := t.eachTCSlot(func(_ int64, k topo.Key, s *vxtraceVxTcSlot) {
 		c := out[k]
-		c.TCIn += s.In
-		c.TCOut += s.Out
-		c.TCOverlay += s.Overlay
-		c.TCBytes += s.Bytes
-		c.Rx += s.Rx
-		c.Tx += s.Tx
+		c.add(fromSlot(s))
 		out[k] = c
 	})
 	return out, err
+}
+
+func fromSlot(s *vxtraceVxTcSlot) HopCounters {
+	return HopCounters{Rx: s.Rx, Tx: s.Tx, TCIn: s.In, TCOut: s.Out, TCOverlay: s.Overlay, TCBytes: s.Bytes}
+}
+
+func fromStats(v *vxtraceVxHopStats) HopCounters {
+	return HopCounters{Rx: v.Rx, Tx: v.Tx, Drops: v.Drops, Bytes: v.Bytes,
+		TCIn: v.TcIn, TCOut: v.TcOut, TCOverlay: v.TcOverlay, TCBytes: v.TcBytes}
 }
 
 func (c *HopCounters) add(o HopCounters) {
@@ -180,7 +170,7 @@ func (t *Tracer) ForgetHops(gone []topo.Key) error {
 			t.retired = make(map[topo.Key]HopCounters)
 		}
 		r := t.retired[k]
-		r.add(HopCounters{Rx: s.Rx, Tx: s.Tx, TCIn: s.In, TCOut: s.Out, TCOverlay: s.Overlay, TCBytes: s.Bytes})
+		r.add(fromSlot(s))
 		t.retired[k] = r
 		// The key and counts first, the device last: a slot is
 		// claimable only once all of it is clear.
