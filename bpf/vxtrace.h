@@ -40,9 +40,8 @@ enum vx_stat {
 
 /* Index of the u64 values in the "state" array. */
 enum vx_state {
-	VX_STATE_LAST_TRACK = 0,    /* when a packet was last tracked; 0: never */
-	VX_STATE_READER_ASLEEP = 1, /* set by user space: wake it for every event */
-	VX_STATE_MAX = 2,
+	VX_STATE_READER_ASLEEP = 0, /* set by user space: wake it for every event */
+	VX_STATE_MAX = 1,
 };
 
 struct vx_tuple {
@@ -148,10 +147,11 @@ static inline __u32 vx_hop_slot_idx(__u32 netns, __u32 ifindex)
  * no read of its namespace and no pointer table (the per-CPU array's).
  * The kernel claims an empty slot on first sight; a device whose slot is
  * held by another counts in hop_slots/hop_stats. Slot 0 of each CPU is the
- * program's scratch line (see tc_dev_scalar). User space sums the slots by
+ * program's scratch line (see tc_slot and cpu_line). User space sums the slots by
  * (netns, ifindex) and frees those of hops that went away. */
 #define VX_TC_SLOTS_BITS 10
 #define VX_TC_SLOTS (1 << VX_TC_SLOTS_BITS)
+#define VX_MAX_CPUS 8192 /* bounds the loop over the CPUs' lines */
 
 struct vx_tc_slot {
 	/* The device's address; bit 0 (net_devices are aligned): TC sees

@@ -89,6 +89,13 @@ func TestTCFindsDeviceTracepointsFollow(t *testing.T) {
 		if seen[key(p.hopA, HookTx)] < 3 || seen[key(p.hopB, HookRx)] < 3 {
 			t.Fatalf("events %v: want 3 tx at A and 3 rx at B", seen)
 		}
+		// The first tracked packet told every CPU, so that a free on
+		// any of them looks the skb up.
+		for cpu, f := range trackingFlags(t, tr) {
+			if f != 1 {
+				t.Errorf("CPU %d: tracking flag %d after packets were tracked", cpu, f)
+			}
+		}
 		// The hops counted in their slots, not in the hash map.
 		for _, h := range []topo.Hop{p.hopA, p.hopB} {
 			var per []vxtraceVxHopStats

@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"encoding/binary"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -49,6 +50,13 @@ func TestTCSlotCounters(t *testing.T) {
 		return hc[p.hopA.Key()], hc[p.hopB.Key()]
 	}
 
+	// Nothing matched: no CPU was told that tracking started.
+	for cpu, f := range trackingFlags(t, tr) {
+		if f != 0 {
+			t.Errorf("CPU %d: tracking flag %d with nothing tracked", cpu, f)
+		}
+	}
+
 	a, b := counters()
 	if a.TCOut < n || b.TCIn < n {
 		t.Fatalf("tc_out at A %d, tc_in at B %d: want at least %d each", a.TCOut, b.TCIn, n)
@@ -76,4 +84,18 @@ func TestTCSlotCounters(t *testing.T) {
 	if a3.TCOut < a2.TCOut+n || slotOut(p.hopA.Key()) == 0 {
 		t.Fatalf("after ForgetHops and %d more packets tc_out %d -> %d, %d in slots", n, a2.TCOut, a3.TCOut, slotOut(p.hopA.Key()))
 	}
+}
+
+// trackingFlags reads each CPU's "tracking started" flag (its slot 0's in).
+func trackingFlags(t *testing.T, tr *Tracer) []uint64 {
+	t.Helper()
+	flags := make([]uint64, ebpf.MustPossibleCPU())
+	b := make([]byte, 8)
+	for cpu := range flags {
+		if _, err := tr.tcMem.ReadAt(b, int64(cpu)<<tcSlotBits*tcSlotSize+16); err != nil {
+			t.Fatal(err)
+		}
+		flags[cpu] = binary.LittleEndian.Uint64(b)
+	}
+	return flags
 }

@@ -215,9 +215,8 @@ type vxtraceVxHopStats struct {
 type vxtraceVxState uint32
 
 const (
-	vxtraceVxStateVX_STATE_LAST_TRACK    vxtraceVxState = 0
-	vxtraceVxStateVX_STATE_READER_ASLEEP vxtraceVxState = 1
-	vxtraceVxStateVX_STATE_MAX           vxtraceVxState = 2
+	vxtraceVxStateVX_STATE_READER_ASLEEP vxtraceVxState = 0
+	vxtraceVxStateVX_STATE_MAX           vxtraceVxState = 1
 )
 
 type vxtraceVxTcSlot struct {
