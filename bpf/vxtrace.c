@@ -845,8 +845,10 @@ static __always_inline void on_tc_events(struct scratch *s,
 	if (quick && tc_parse(ctx, l2, &s->p) == 0) {
 		ok = 1;
 	} else {
-		/* A partial in-place parse may have left fields behind. */
-		__builtin_memset(&s->p, 0, sizeof(s->p));
+		/* A partial in-place parse may have left fields behind
+		 * (scratch_get cleared them before it). */
+		if (quick)
+			__builtin_memset(&s->p, 0, sizeof(s->p));
 		__u32 n = ctx->len;
 		if (n > VX_SNAP_LEN)
 			n = VX_SNAP_LEN;
