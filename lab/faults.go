@@ -290,8 +290,7 @@ func (l *Lab) applyFault(ctx context.Context, f Fault, on bool) error {
 		return l.rebuildVTEP(ctx, RoleN2)
 	case FaultNoListener:
 		if on {
-			l.stopListener()
-			return nil
+			return l.stopListener(ctx)
 		}
 		return l.startListener(ctx)
 	}

@@ -465,3 +465,27 @@ func TestParseLayoutAndPrefix(t *testing.T) {
 }
 
 func logf(t *testing.T) func(string) { return func(s string) { t.Log(s) } }
+
+// TestNoListenerRightAfterConnect switches the listener off while the
+// connection just made may still be in busybox's hands (a vforked child
+// holds the listening socket until it execs); no probe may get through
+// once SetFault returns.
+func TestNoListenerRightAfterConnect(t *testing.T) {
+	needRoot(t)
+	l := upLab(t, Config{Prefix: testPrefix("nl"), Layout: FlannelLayout})
+	probe := Probe{Kind: ProbeTCP, Port: ListenPort}
+	for i := 0; i < 30; i++ {
+		if err := l.Send(ctxT(t), probe); err != nil {
+			t.Fatalf("round %d, listener on: %v", i, err)
+		}
+		if err := l.SetFault(FaultNoListener, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Send(ctxT(t), probe); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("round %d, listener off: want connection refused, got %v", i, err)
+		}
+		if err := l.SetFault(FaultNoListener, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -165,12 +165,21 @@ func (l *Lab) startListener(ctx context.Context) error {
 	}
 }
 
-func (l *Lab) stopListener() {
+// stopListener ends the listener and returns once nothing in c2 listens on
+// the port. Killing busybox alone is not enough: a connection it has just
+// accepted runs in a vforked child that holds the listening socket until it
+// execs, so the whole process group (its own session) goes.
+func (l *Lab) stopListener(ctx context.Context) error {
 	var keep []Process
 	for _, p := range l.st.Processes {
 		if p.What != "listener" {
 			keep = append(keep, p)
 			continue
+		}
+		// Signal the group only while its leader still lives: the group id
+		// cannot have been handed to anyone else then.
+		if p.PID > 1 && processAlive(p.PID, p.Cmdline) {
+			_ = syscall.Kill(-p.PID, syscall.SIGKILL)
 		}
 		killProcess(p.PID, p.Cmdline)
 		if done, ok := l.reap[p.PID]; ok {
@@ -179,24 +188,62 @@ func (l *Lab) stopListener() {
 		}
 	}
 	l.st.Processes = keep
+	c2 := l.NS(RoleC2)
+	for i := 0; ; i++ {
+		on, err := listeningIn(c2, ListenPort)
+		if err != nil {
+			return err
+		}
+		if !on {
+			return nil
+		}
+		if i > 100 {
+			return fmt.Errorf("port %d in %s still listening 5s after the listener was stopped", ListenPort, c2)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// listeningIn reports whether a TCP socket in ns listens on port, whoever
+// owns it.
+func listeningIn(ns string, port int) (bool, error) {
+	var on bool
+	err := withNetNS(ns, func() error {
+		var err error
+		on, err = listeningFiles("/proc/thread-self/net", port)
+		return err
+	})
+	return on, err
 }
 
 // listening reports whether pid's namespace has a TCP socket listening on
-// port (state 0A). busybox binds a dual-stack [::] socket, which shows in
-// tcp6 only and takes IPv4 too, even with IPv6 disabled on the interfaces.
+// port.
 func listening(pid, port int) bool {
+	on, err := listeningFiles(fmt.Sprintf("/proc/%d/net", pid), port)
+	return err == nil && on
+}
+
+// listeningFiles reads dir's tcp and tcp6 tables for a socket in LISTEN
+// (state 0A) on port. busybox binds a dual-stack [::] socket, which shows
+// in tcp6 only and takes IPv4 too, even with IPv6 disabled on the
+// interfaces.
+func listeningFiles(dir string, port int) (bool, error) {
 	want := fmt.Sprintf(":%04X", port)
 	for _, file := range []string{"tcp", "tcp6"} {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, file))
+		b, err := os.ReadFile(dir + "/" + file)
 		if err != nil {
-			return false
+			return false, fmt.Errorf("reading sockets: %w", err)
 		}
 		for _, line := range strings.Split(string(b), "\n")[1:] {
 			f := strings.Fields(line)
 			if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
-				return true
+				return true, nil
 			}
 		}
 	}
-	return false
+	return false, nil
 }
