@@ -188,7 +188,7 @@ func (l *Lab) stopListener(ctx context.Context) error {
 		}
 	}
 	l.st.Processes = keep
-	c2 := l.NS(RoleC2)
+	c2 := l.NSPath(RoleC2)
 	for i := 0; ; i++ {
 		on, err := listeningIn(c2, ListenPort)
 		if err != nil {
@@ -208,8 +208,8 @@ func (l *Lab) stopListener(ctx context.Context) error {
 	}
 }
 
-// listeningIn reports whether a TCP socket in ns listens on port, whoever
-// owns it.
+// listeningIn reports whether a TCP socket in the namespace (a name or a
+// path) listens on port, whoever owns it.
 func listeningIn(ns string, port int) (bool, error) {
 	var on bool
 	err := withNetNS(ns, func() error {
