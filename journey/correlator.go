@@ -110,6 +110,22 @@ type Correlator struct {
 	unknown map[topo.Key]string
 	seq     uint64
 	stats   Stats
+
+	// Every event looks its hop up, and a map lookup was a tenth of a
+	// flooded trace's CPU: a small cache answers first, emptied whenever
+	// the resolver says its answers may have changed.
+	versioned interface{ Version() uint64 }
+	hopsAt    uint64
+	hops      [hopCacheSize]hopCacheEntry
+}
+
+const hopCacheSize = 256
+
+type hopCacheEntry struct {
+	key topo.Key
+	hop *topo.Hop
+	ok  bool
+	set bool
 }
 
 // maxUnknownNames bounds the cache of "if<N>" names, which exists so that
@@ -131,8 +147,10 @@ func New(opts Options) *Correlator {
 	if opts.MaxSteps <= 0 {
 		opts.MaxSteps = DefaultMaxSteps
 	}
+	versioned, _ := opts.Hops.(interface{ Version() uint64 })
 	return &Correlator{
-		opts: opts,
+		opts:      opts,
+		versioned: versioned,
 		// Sized up front so that steady-state inserts never grow the map.
 		byFP:    make(map[uint64]*journey, opts.MaxJourneys),
 		unknown: make(map[topo.Key]string),
@@ -173,22 +191,38 @@ func (c *Correlator) Add(ev *tracer.Event) {
 	if ev.Hook == tracer.HookDrop && (!j.hasDrop || ev.Time >= j.dropMono) {
 		j.hasDrop, j.dropMono, j.dropCode, j.dropLoc = true, ev.Time, ev.Reason, ev.Location
 	}
+	// Deciding a journey reads all its steps, for every event: a journey
+	// without an outcome keeps none after a step that cannot give it one.
+	decide := j.list != &c.open
 	switch {
 	case len(j.Steps) < c.opts.MaxSteps:
-		c.addStep(j, ev)
+		if mayDecide(c.addStep(j, ev)) {
+			decide = true
+		}
 	case ev.Hook == tracer.HookDrop:
 		// A packet that loops until the kernel drops it: the drop is the
 		// step that matters, so it takes the place of the latest one.
 		j.EventsOmitted++
 		j.Steps = j.Steps[:len(j.Steps)-1]
 		c.addStep(j, ev)
+		decide = true
 	default:
 		j.EventsOmitted++
 	}
-	c.touch(j)
+	c.touch(j, decide)
 }
 
-func (c *Correlator) addStep(j *journey, ev *tracer.Event) {
+// mayDecide says whether adding s can give a journey that has no outcome
+// one (see Decide): a drop, a consume, an inbound step (a delivery, or the
+// one a consume follows), or an outbound one at a NIC.
+func mayDecide(s *Step) bool {
+	return s.Dir == DirDrop || s.Dir == DirConsume || inbound(s.Dir) ||
+		(outbound(s.Dir) && s.Kind == topo.KindNIC)
+}
+
+// addStep adds ev's step in time order and returns it (valid until the
+// next change of j.Steps).
+func (c *Correlator) addStep(j *journey, ev *tracer.Event) *Step {
 	s := Step{
 		Mono:    ev.Time,
 		HopID:   -1,
@@ -226,13 +260,27 @@ func (c *Correlator) addStep(j *journey, ev *tracer.Event) {
 		copy(j.Steps[i+1:], j.Steps[i:len(j.Steps)-1])
 		j.Steps[i] = s
 	}
+	return &j.Steps[i]
 }
 
 func (c *Correlator) lookup(netns, ifindex uint32) (*topo.Hop, bool) {
 	if c.opts.Hops == nil {
 		return nil, false
 	}
-	return c.opts.Hops.Lookup(netns, ifindex)
+	if c.versioned == nil {
+		return c.opts.Hops.Lookup(netns, ifindex)
+	}
+	if v := c.versioned.Version(); v != c.hopsAt {
+		clear(c.hops[:])
+		c.hopsAt = v
+	}
+	k := topo.Key{NetNS: netns, Ifindex: ifindex}
+	e := &c.hops[(netns*0x9E3779B1^ifindex*0x85EBCA77)>>24%hopCacheSize]
+	if !e.set || e.key != k {
+		h, ok := c.opts.Hops.Lookup(netns, ifindex)
+		*e = hopCacheEntry{key: k, hop: h, ok: ok, set: true}
+	}
+	return e.hop, e.ok
 }
 
 // unknownName names an interface that is not a known hop. Ifindex 0 means
@@ -252,11 +300,14 @@ func (c *Correlator) unknownName(netns, ifindex uint32) string {
 	return n
 }
 
-// touch moves j to the tail of the list its outcome puts it on.
-func (c *Correlator) touch(j *journey) {
+// touch moves j to the tail of the list its outcome puts it on; without
+// decide, of the open list (where a new journey starts).
+func (c *Correlator) touch(j *journey, decide bool) {
 	want := &c.open
-	if v, _ := Decide(j.Steps); v != Vanished {
-		want = &c.settled
+	if decide {
+		if v, _ := Decide(j.Steps); v != Vanished {
+			want = &c.settled
+		}
 	}
 	if j.list != nil {
 		j.list.remove(j)
@@ -412,7 +463,7 @@ func (c *Correlator) deriveBridges(steps []Step) []Step {
 		if rx.Dir != DirRx || rx.HopID < 0 {
 			continue
 		}
-		port, ok := c.opts.Hops.Lookup(rx.NetNS, rx.Ifindex)
+		port, ok := c.lookup(rx.NetNS, rx.Ifindex)
 		if !ok || port.Master == "" {
 			continue
 		}
@@ -432,7 +483,7 @@ func (c *Correlator) deriveBridges(steps []Step) []Step {
 		if tx.Dir != DirTx || tx.NetNS != rx.NetNS || tx.Ifindex == rx.Ifindex || tx.Ifindex == br.Ifindex {
 			continue
 		}
-		if out, ok := c.opts.Hops.Lookup(tx.NetNS, tx.Ifindex); ok && out.Master != "" && out.Master != port.Master {
+		if out, ok := c.lookup(tx.NetNS, tx.Ifindex); ok && out.Master != "" && out.Master != port.Master {
 			continue
 		}
 		// The bridge forwards before the egress TC hook of the out port.

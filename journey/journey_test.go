@@ -573,3 +573,70 @@ func BenchmarkAdd(b *testing.B) {
 	}
 	b.ReportMetric(float64(c.Stats().Open), "open")
 }
+
+// The correlator caches hop lookups: a hop the topology gains later (a
+// refresh found it) names the events that come after, and an Add that moves
+// the hops does not leave the cache pointing at the old ones.
+func TestHopFoundLater(t *testing.T) {
+	tp := labTopology()
+	c := New(Options{Hops: tp})
+	var out []*Packet
+	emit := func(p *Packet) { out = append(out, p.Clone()) }
+	e := ev(1, 0, tracer.HookRx, 42, 17, false)
+	c.Add(&e)
+	c.Flush(emit)
+	for i := range 64 { // enough Adds to move the Hops array
+		tp.Add(topo.Hop{Ifname: fmt.Sprintf("late%d", i), Ifindex: 100 + uint32(i), NetNS: topo.NetNS{Inode: 43}})
+	}
+	tp.Add(topo.Hop{Ifname: "veth9", Ifindex: 17, Kind: topo.KindVeth, NetNS: topo.NetNS{Inode: 42}})
+	e = ev(2, 0, tracer.HookRx, 42, 17, false)
+	c.Add(&e)
+	known := ev(2, 1, tracer.HookTx, nsOv1, 4, false)
+	c.Add(&known)
+	c.Flush(emit)
+	if len(out) != 2 {
+		t.Fatalf("got %d packets, want 2", len(out))
+	}
+	if s := out[0].Steps[0]; s.Ifname != "if17" || s.HopID != -1 {
+		t.Errorf("before the hop was known: %+v", s)
+	}
+	if s := out[1].Steps[0]; s.Ifname != "veth9" || s.HopID != len(tp.Hops)-1 {
+		t.Errorf("after the hop was added: %+v", s)
+	}
+	if s := out[1].Steps[1]; s.Ifname != "vxlan0" || s.HopID != 3 {
+		t.Errorf("a known hop after the Adds: %+v", s)
+	}
+}
+
+// A journey is on the settled list exactly when Decide gives it an
+// outcome, after every event, however the events come (out of order, on
+// unknown interfaces, beyond MaxSteps): touch skips Decide where a step
+// cannot change an open journey's outcome.
+func TestListFollowsDecide(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	hooks := []tracer.Hook{tracer.HookRx, tracer.HookTx, tracer.HookDrop, tracer.HookConsume, tracer.HookTCIngress, tracer.HookTCEgress}
+	ifs := []struct{ ns, idx uint32 }{{nsC1, 2}, {nsOv1, 5}, {nsOv1, 4}, {nsN1, 2}, {nsN2, 2}, {nsOv2, 4}, {nsC2, 2}, {42, 17}}
+	settled := 0
+	for round := range 2000 {
+		c := New(Options{Hops: labTopology(), MaxSteps: 8})
+		fp := uint64(round + 1)
+		for i := range 1 + rng.IntN(12) {
+			f := ifs[rng.IntN(len(ifs))]
+			// Mostly rising times, some late.
+			tus := uint64(30+i*10) - uint64(rng.IntN(2))*uint64(rng.IntN(30))
+			e := ev(fp, tus, hooks[rng.IntN(len(hooks))], f.ns, f.idx, false)
+			c.Add(&e)
+			j := c.byFP[fp]
+			v, _ := Decide(j.Steps)
+			if onSettled := j.list == &c.settled; onSettled != (v != Vanished) {
+				t.Fatalf("round %d event %d: on settled list %v, Decide says %s; steps %v", round, i, onSettled, v, view(&j.Packet))
+			}
+			if v != Vanished {
+				settled++
+			}
+		}
+	}
+	if settled == 0 {
+		t.Fatal("no journey was ever settled: the test proves nothing")
+	}
+}

@@ -6,6 +6,7 @@ package report
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,6 +59,42 @@ type Packet struct {
 	Verdict       string  `json:"verdict"`
 	LastHop       int     `json:"last_hop"`
 	Drop          *Drop   `json:"drop,omitempty"`
+
+	// fill is what FillFromJourney's pointers point into, reused with
+	// the Packet; Clone leaves it behind.
+	fill *fillStore
+}
+
+// fillStore keeps a flooded trace's conversions free of allocations: the
+// values the optional fields point to, and the address strings already
+// formatted.
+type fillStore struct {
+	ports    [5]uint16 // sport, dport, IP id, ICMP id, ICMP sequence
+	icmpType uint8
+	vni      uint32
+	outer    Outer
+	drop     Drop
+	vnis     []uint32 // the events'
+	addrs    map[netip.Addr]string
+}
+
+// maxAddrNames bounds the address cache: a trace of many hosts starts it
+// over rather than keep every address it ever saw.
+const maxAddrNames = 4096
+
+func (f *fillStore) addr(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	if s, ok := f.addrs[a]; ok {
+		return s
+	}
+	if len(f.addrs) >= maxAddrNames {
+		clear(f.addrs)
+	}
+	s := a.String()
+	f.addrs[a] = s
+	return s
 }
 
 // Inner is the overlay packet's headers (or the only ones). Pointer fields
@@ -191,18 +228,24 @@ func ProtoName(p uint8) string {
 var tcpFlagNames = [...]string{"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"}
 
 // TCPFlags spells TCP flags as "SYN|ACK".
-func TCPFlags(f uint8) string {
-	var b strings.Builder
-	for i, n := range tcpFlagNames {
-		if f&(1<<i) != 0 {
-			if b.Len() > 0 {
-				b.WriteByte('|')
+func TCPFlags(f uint8) string { return tcpFlagStrings[f] }
+
+// tcpFlagStrings: every TCP packet of a flood is printed with its flags.
+var tcpFlagStrings = func() (t [256]string) {
+	for f := range t {
+		var b strings.Builder
+		for i, n := range tcpFlagNames {
+			if f&(1<<i) != 0 {
+				if b.Len() > 0 {
+					b.WriteByte('|')
+				}
+				b.WriteString(n)
 			}
-			b.WriteString(n)
 		}
+		t[f] = b.String()
 	}
-	return b.String()
-}
+	return t
+}()
 
 // PacketID formats a fingerprint as the document's packet id.
 func PacketID(fp uint64) string {
@@ -215,8 +258,6 @@ func PacketID(fp uint64) string {
 	return string(b[:])
 }
 
-func ptr[T any](v T) *T { return &v }
-
 func isEcho(t tracer.Tuple) bool {
 	switch {
 	case t.Proto == 1 && (t.L4Info == 8 || t.L4Info == 0):
@@ -227,25 +268,29 @@ func isEcho(t tracer.Tuple) bool {
 	return false
 }
 
-func inner(t tracer.Tuple, ipid uint16) Inner {
+func inner(t tracer.Tuple, ipid uint16, f *fillStore) Inner {
 	var in Inner
 	if t.Family == 0 {
 		return in
 	}
-	in.Src, in.Dst, in.Proto = t.Src.String(), t.Dst.String(), ProtoName(t.Proto)
+	in.Src, in.Dst, in.Proto = f.addr(t.Src), f.addr(t.Dst), ProtoName(t.Proto)
 	if t.Family == 4 {
-		in.IPID = ptr(ipid)
+		f.ports[2] = ipid
+		in.IPID = &f.ports[2]
 	}
 	switch t.Proto {
 	case 6, 17, 132:
-		in.Sport, in.Dport = ptr(t.Sport), ptr(t.Dport)
+		f.ports[0], f.ports[1] = t.Sport, t.Dport
+		in.Sport, in.Dport = &f.ports[0], &f.ports[1]
 		if t.Proto == 6 {
 			in.TCPFlags = TCPFlags(t.L4Info)
 		}
 	case 1, 58:
-		in.ICMPType = ptr(t.L4Info)
+		f.icmpType = t.L4Info
+		in.ICMPType = &f.icmpType
 		if isEcho(t) {
-			in.ICMPID, in.ICMPSeq = ptr(t.Sport), ptr(t.Dport)
+			f.ports[3], f.ports[4] = t.Sport, t.Dport
+			in.ICMPID, in.ICMPSeq = &f.ports[3], &f.ports[4]
 		}
 	}
 	return in
@@ -256,29 +301,39 @@ func inner(t tracer.Tuple, ipid uint16) Inner {
 func FromJourney(p *journey.Packet) Packet {
 	var out Packet
 	FillFromJourney(p, &out)
-	return out
+	return out.Clone()
 }
 
-// FillFromJourney is FromJourney into out, reusing its Events array: under a
-// flood a trace converts every packet to print it, and a fresh array per
-// packet was most of what the trace allocated (and the collector's work).
-// Whoever keeps out beyond the next call must clone it (Packet.Clone).
+// FillFromJourney is FromJourney into out, reusing its Events array and
+// what its optional fields point to: under a flood a trace converts every
+// packet to print it, and fresh memory per packet was most of what the
+// trace allocated (and the collector's work). Whoever keeps out beyond the
+// next call must clone it (Packet.Clone).
 func FillFromJourney(p *journey.Packet, out *Packet) {
+	f := out.fill
+	if f == nil {
+		f = &fillStore{addrs: make(map[netip.Addr]string)}
+	}
 	events := out.Events[:0]
 	if cap(events) < len(p.Steps) {
 		events = make([]Event, len(p.Steps))
 	}
+	if cap(f.vnis) < len(p.Steps) {
+		f.vnis = make([]uint32, len(p.Steps))
+	}
 	*out = Packet{
 		ID:            PacketID(p.ID),
-		Inner:         inner(p.Inner, p.IPID),
+		Inner:         inner(p.Inner, p.IPID, f),
 		Events:        events[:len(p.Steps)],
 		EventsOmitted: p.EventsOmitted,
 		Verdict:       string(p.Verdict),
 		LastHop:       p.LastHop,
+		fill:          f,
 	}
 	if p.Encap {
-		out.VNI = ptr(p.VNI)
-		out.Outer = &Outer{Src: addr(p.Outer), Dst: addrDst(p.Outer), Sport: p.Outer.Sport, Dport: p.Outer.Dport}
+		f.vni = p.VNI
+		f.outer = Outer{Src: f.addr(p.Outer.Src), Dst: f.addr(p.Outer.Dst), Sport: p.Outer.Sport, Dport: p.Outer.Dport}
+		out.VNI, out.Outer = &f.vni, &f.outer
 	}
 	for i, s := range p.Steps {
 		e := Event{
@@ -293,32 +348,36 @@ func FillFromJourney(p *journey.Packet, out *Packet) {
 			Derived: s.Derived,
 		}
 		if s.Encap {
-			e.VNI = ptr(s.VNI)
+			f.vnis[i] = s.VNI
+			e.VNI = &f.vnis[i]
 		}
 		out.Events[i] = e
 	}
 	if d := p.Drop; d != nil {
-		out.Drop = &Drop{Reason: d.Reason, ReasonCode: d.Code, Location: d.Location, Hop: d.HopID, Ifname: d.Ifname, NetNS: d.NetNS}
+		f.drop = Drop{Reason: d.Reason, ReasonCode: d.Code, Location: d.Location, Hop: d.HopID, Ifname: d.Ifname, NetNS: d.NetNS}
+		out.Drop = &f.drop
 	}
 }
 
-// Clone copies p so that it no longer shares its Events array (the rest
-// it points to is never written after conversion).
+// Clone copies p so that it shares nothing that a later FillFromJourney
+// into p writes: the events, and whatever the pointer fields point to.
 func (p Packet) Clone() Packet {
+	p.fill = nil
 	p.Events = slices.Clone(p.Events)
+	for i := range p.Events {
+		p.Events[i].VNI = clonePtr(p.Events[i].VNI)
+	}
+	p.VNI, p.Outer, p.Drop = clonePtr(p.VNI), clonePtr(p.Outer), clonePtr(p.Drop)
+	in := &p.Inner
+	in.Sport, in.Dport, in.IPID = clonePtr(in.Sport), clonePtr(in.Dport), clonePtr(in.IPID)
+	in.ICMPID, in.ICMPSeq, in.ICMPType = clonePtr(in.ICMPID), clonePtr(in.ICMPSeq), clonePtr(in.ICMPType)
 	return p
 }
 
-func addr(t tracer.Tuple) string {
-	if !t.Src.IsValid() {
-		return ""
+func clonePtr[T any](v *T) *T {
+	if v == nil {
+		return nil
 	}
-	return t.Src.String()
-}
-
-func addrDst(t tracer.Tuple) string {
-	if !t.Dst.IsValid() {
-		return ""
-	}
-	return t.Dst.String()
+	c := *v
+	return &c
 }

@@ -401,7 +401,7 @@ func TestFillFromJourneyReuse(t *testing.T) {
 	var rp Packet
 	for _, p := range ps {
 		FillFromJourney(p, &rp)
-		if want := FromJourney(p); !reflect.DeepEqual(rp, want) {
+		if want := FromJourney(p); !reflect.DeepEqual(rp.Clone(), want) {
 			t.Fatalf("packet %x: reused conversion differs from a fresh one", p.ID)
 		}
 		r.AddPacket(&rp)
@@ -410,6 +410,53 @@ func TestFillFromJourneyReuse(t *testing.T) {
 	for i, p := range ps {
 		if want := FromJourney(p); !reflect.DeepEqual(d.Packets[i], want) {
 			t.Errorf("recorded packet %d was overwritten by a later conversion", i)
+		}
+	}
+}
+
+// Every field a conversion points into is rewritten by the next one: a
+// clone must own all of it.
+func TestCloneOwnsPointedValues(t *testing.T) {
+	ps := journeys(t)
+	a := ps[1] // dropped on the way: every optional field is set
+	if !a.Encap || a.Drop == nil || len(a.Steps) == 0 {
+		t.Fatalf("fixture: want an encapsulated, dropped packet, got %+v", a)
+	}
+	b := a.Clone()
+	b.VNI++
+	b.Outer.Sport++
+	b.Inner.Sport++
+	b.Inner.Dport++
+	b.IPID++
+	d := *a.Drop
+	d.Reason, d.Code, d.HopID = "OTHER", d.Code+1, d.HopID+1
+	b.Drop = &d
+	for i := range b.Steps {
+		b.Steps[i].VNI++
+	}
+	var rp Packet
+	FillFromJourney(a, &rp)
+	kept := rp.Clone()
+	FillFromJourney(b, &rp)
+	if want := FromJourney(a); !reflect.DeepEqual(kept, want) {
+		t.Errorf("a clone changed with the next conversion:\n got %+v\nwant %+v", kept, want)
+	}
+	if reflect.DeepEqual(rp.Clone(), kept) {
+		t.Error("the second conversion wrote nothing new: the test proves nothing")
+	}
+}
+
+// A flooded trace converts every packet: after the first, a conversion
+// allocates only the packet's id.
+func TestFillFromJourneyAllocs(t *testing.T) {
+	ps := journeys(t)
+	var rp Packet
+	for _, p := range ps {
+		FillFromJourney(p, &rp)
+	}
+	for _, p := range ps {
+		if n := testing.AllocsPerRun(100, func() { FillFromJourney(p, &rp) }); n > 1 {
+			t.Errorf("packet %x: %.0f allocations per conversion, want at most 1 (the id)", p.ID, n)
 		}
 	}
 }

@@ -88,6 +88,9 @@ func (h *Hop) Key() Key { return Key{NetNS: h.NetNS.Inode, Ifindex: h.Ifindex} }
 type Topology struct {
 	Hops  []Hop
 	byKey map[Key]int
+	// version counts Adds: only an Add moves Hops or re-points a key, so
+	// a lookup cached at one version stays right until it changes.
+	version uint64
 
 	// nss is what Discover was given, for Refresh.
 	nss []NetNS
@@ -124,7 +127,17 @@ func (t *Topology) Add(h Hop) *Hop {
 	h.ID = len(t.Hops)
 	t.Hops = append(t.Hops, h)
 	t.byKey[h.Key()] = h.ID
+	t.version++
 	return &t.Hops[h.ID]
+}
+
+// Version changes whenever a lookup's answer (or the hop it points to)
+// may have moved. Read it under the same lock as Lookup.
+func (t *Topology) Version() uint64 {
+	if t == nil {
+		return 0
+	}
+	return t.version
 }
 
 // ByName finds a hop by interface name inside one namespace; the correlator
