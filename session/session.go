@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,7 +199,15 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 	}
 
 	stopped := false
+	emitted := 0
 	wrap := func(p *journey.Packet) {
+		// vxtrace runs on one P on small nodes (capProcs): a long expiry
+		// of a flood's journeys would keep the reader from the ring until
+		// the runtime preempts it (10 ms and more), so it yields now and
+		// then.
+		if emitted++; emitted%yieldEvery == 0 {
+			runtime.Gosched()
+		}
 		if stopped {
 			return
 		}
@@ -332,6 +341,10 @@ func (s *Session) currentScope() ([]topo.NetNS, error) {
 
 // TopologyVersion changes whenever a refresh found hops added or gone.
 func (s *Session) TopologyVersion() uint64 { return s.topoVersion.Load() }
+
+// yieldEvery: journeys emitted between yields of the correlator (~1 ms of
+// work under a flood).
+const yieldEvery = 256
 
 // handWait is how long the reader waits for room in a full queue before it
 // drops the batch. A correlator behind for a moment (descheduled while
