@@ -114,6 +114,8 @@ type Correlator struct {
 	// Every event looks its hop up, and a map lookup was a tenth of a
 	// flooded trace's CPU: a small cache answers first, emptied whenever
 	// the resolver says its answers may have changed.
+	derived []derivedStep // deriveBridges' scratch
+
 	versioned interface{ Version() uint64 }
 	hopsAt    uint64
 	hops      [hopCacheSize]hopCacheEntry
@@ -458,8 +460,12 @@ func (c *Correlator) deriveBridges(steps []Step) []Step {
 	if c.opts.Hops == nil {
 		return steps
 	}
+	// Found first, then inserted in one pass from the end: one insertion
+	// at a time moved the later steps once per bridge (a tenth of a
+	// flooded trace's emit).
+	c.derived = c.derived[:0]
 	for i := 0; i < len(steps); i++ {
-		rx := steps[i]
+		rx := &steps[i]
 		if rx.Dir != DirRx || rx.HopID < 0 {
 			continue
 		}
@@ -479,7 +485,7 @@ func (c *Correlator) deriveBridges(steps []Step) []Step {
 		if j == len(steps) {
 			continue
 		}
-		tx := steps[j]
+		tx := &steps[j]
 		if tx.Dir != DirTx || tx.NetNS != rx.NetNS || tx.Ifindex == rx.Ifindex || tx.Ifindex == br.Ifindex {
 			continue
 		}
@@ -491,7 +497,7 @@ func (c *Correlator) deriveBridges(steps []Step) []Step {
 		for k-1 > i && steps[k-1].Dir == DirTCOut && steps[k-1].NetNS == tx.NetNS && steps[k-1].Ifindex == tx.Ifindex {
 			k--
 		}
-		steps = slices.Insert(steps, k, Step{
+		c.derived = append(c.derived, derivedStep{at: k, step: Step{
 			Time:    steps[k].Time,
 			Mono:    steps[k].Mono,
 			HopID:   br.ID,
@@ -504,10 +510,33 @@ func (c *Correlator) deriveBridges(steps []Step) []Step {
 			VNI:     rx.VNI,
 			Len:     tx.Len,
 			Derived: true,
-		})
-		i = k
+		}})
+		// Go on from the step the bridge's goes before.
+		i = k - 1
+	}
+	n := len(c.derived)
+	if n == 0 {
+		return steps
+	}
+	r := len(steps) - 1
+	steps = slices.Grow(steps, n)[:len(steps)+n]
+	w := len(steps) - 1
+	for m := n - 1; m >= 0; m-- {
+		d := &c.derived[m]
+		for ; r >= d.at; r-- {
+			steps[w] = steps[r]
+			w--
+		}
+		steps[w] = d.step
+		w--
 	}
 	return steps
+}
+
+// derivedStep is a step deriveBridges inserts before steps[at].
+type derivedStep struct {
+	at   int
+	step Step
 }
 
 // Clone returns a deep copy of p that the caller may keep.

@@ -640,3 +640,76 @@ func TestListFollowsDecide(t *testing.T) {
 		t.Fatal("no journey was ever settled: the test proves nothing")
 	}
 }
+
+// deriveBridgesOneByOne is the first form of deriveBridges, one insertion
+// at a time: the one-pass form must give the same steps.
+func deriveBridgesOneByOne(hops HopResolver, steps []Step) []Step {
+	for i := 0; i < len(steps); i++ {
+		rx := steps[i]
+		if rx.Dir != DirRx || rx.HopID < 0 {
+			continue
+		}
+		port, ok := hops.Lookup(rx.NetNS, rx.Ifindex)
+		if !ok || port.Master == "" {
+			continue
+		}
+		br, ok := hops.ByName(rx.NetNS, port.Master)
+		if !ok {
+			continue
+		}
+		j := i + 1
+		for j < len(steps) && (steps[j].Dir == DirTCIn || steps[j].Dir == DirTCOut) {
+			j++
+		}
+		if j == len(steps) {
+			continue
+		}
+		tx := steps[j]
+		if tx.Dir != DirTx || tx.NetNS != rx.NetNS || tx.Ifindex == rx.Ifindex || tx.Ifindex == br.Ifindex {
+			continue
+		}
+		if out, ok := hops.Lookup(tx.NetNS, tx.Ifindex); ok && out.Master != "" && out.Master != port.Master {
+			continue
+		}
+		k := j
+		for k-1 > i && steps[k-1].Dir == DirTCOut && steps[k-1].NetNS == tx.NetNS && steps[k-1].Ifindex == tx.Ifindex {
+			k--
+		}
+		steps = slices.Insert(steps, k, Step{Time: steps[k].Time, Mono: steps[k].Mono, HopID: br.ID,
+			Ifname: br.Ifname, Kind: br.Kind, NetNS: br.NetNS.Inode, Ifindex: br.Ifindex, Dir: DirFwd,
+			Encap: rx.Encap, VNI: rx.VNI, Len: tx.Len, Derived: true})
+		i = k
+	}
+	return steps
+}
+
+func TestDeriveBridgesMatchesOneByOne(t *testing.T) {
+	tp := labTopology()
+	c := New(Options{Hops: tp})
+	rng := rand.New(rand.NewPCG(5, 6))
+	dirs := []string{DirRx, DirTx, DirTCIn, DirTCOut, DirConsume}
+	ifs := []topo.Key{{NetNS: nsOv1, Ifindex: 5}, {NetNS: nsOv1, Ifindex: 4}, {NetNS: nsOv1, Ifindex: 3},
+		{NetNS: nsOv2, Ifindex: 5}, {NetNS: nsOv2, Ifindex: 4}, {NetNS: nsC1, Ifindex: 2}, {NetNS: 42, Ifindex: 9}}
+	derived := 0
+	for round := range 5000 {
+		var steps []Step
+		for i := range 1 + rng.IntN(14) {
+			k := ifs[rng.IntN(len(ifs))]
+			s := Step{Time: uint64(i), Mono: uint64(1000 + i), HopID: -1, NetNS: k.NetNS, Ifindex: k.Ifindex,
+				Dir: dirs[rng.IntN(len(dirs))], Encap: rng.IntN(2) == 0, VNI: uint32(rng.IntN(3)), Len: uint32(60 + i)}
+			if h, ok := tp.Lookup(k.NetNS, k.Ifindex); ok {
+				s.HopID, s.Ifname, s.Kind = h.ID, h.Ifname, h.Kind
+			}
+			steps = append(steps, s)
+		}
+		want := deriveBridgesOneByOne(tp, slices.Clone(steps))
+		got := c.deriveBridges(slices.Clone(steps))
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d:\n got %v\nwant %v", round, got, want)
+		}
+		derived += len(want) - len(steps)
+	}
+	if derived < 100 {
+		t.Fatalf("only %d bridge steps derived: the test proves little", derived)
+	}
+}
