@@ -346,13 +346,25 @@ func (s *Session) TopologyVersion() uint64 { return s.topoVersion.Load() }
 // work under a flood).
 const yieldEvery = 256
 
-// handWait is how long the reader waits for room in a full queue before it
-// drops the batch. A correlator behind for a moment (descheduled while
-// softirqs take both CPUs of a flooded node) catches up meanwhile, and the
-// kernel's ring, sized for this, holds what comes in; one truly overloaded
-// still loses events, counted, and the reader never waits longer than this
-// on it (nor on a screen behind it).
-const handWait = 50 * time.Millisecond
+// handPoll: while the queue is full the reader looks this often at how full
+// the kernel's ring is.
+const handPoll = 5 * time.Millisecond
+
+// handMaxFill: the reader waits for room in a full queue while the kernel's
+// ring is less full than this. A correlator behind for a moment (its
+// collector, or descheduled while softirqs take both CPUs of a flooded
+// node) catches up meanwhile, and the ring, sized for this, holds what
+// comes in; one truly behind loses batches here, counted, before the ring
+// overflows (a fixed 50-ms wait lost events here while the ring still had
+// room). The reader never waits on a screen: the correlator does not.
+const handMaxFill = 0.5
+
+// keepWaiting is hand's policy: wait for room in the queue while the ring
+// is below handMaxFill, and never longer than the whole ring takes to fill
+// at any sane rate.
+func keepWaiting(waited time.Duration, ringFill float64) bool {
+	return ringFill < handMaxFill && waited < 2*time.Second
+}
 
 // hand runs on the reader goroutine. The correlator drains the queue until
 // the reader closes it, even after a cancel, so the last batches of a trace
@@ -371,17 +383,20 @@ func (s *Session) hand(batch []tracer.Event) {
 	default:
 	}
 	if s.handTimer == nil {
-		s.handTimer = time.NewTimer(handWait)
-	} else {
-		s.handTimer.Reset(handWait)
+		s.handTimer = time.NewTimer(handPoll)
 	}
-	select {
-	case s.queue <- buf:
-		s.handTimer.Stop()
-	case <-s.handTimer.C:
-		s.userLost.Add(uint64(len(batch)))
-		s.recycle(buf)
+	start := time.Now()
+	for keepWaiting(time.Since(start), s.rd.Fill()) {
+		s.handTimer.Reset(handPoll)
+		select {
+		case s.queue <- buf:
+			s.handTimer.Stop()
+			return
+		case <-s.handTimer.C:
+		}
 	}
+	s.userLost.Add(uint64(len(batch)))
+	s.recycle(buf)
 }
 
 // recycle returns a batch buffer to the free list, or to the collector.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vxtrace/vxtrace/tracer"
 )
@@ -26,5 +27,23 @@ func TestStartFailureReturnsError(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "ring size") {
 		t.Errorf("error %q does not name the ring size", err)
+	}
+}
+
+func TestKeepWaiting(t *testing.T) {
+	for _, c := range []struct {
+		waited time.Duration
+		fill   float64
+		want   bool
+	}{
+		{0, 0, true},
+		{100 * time.Millisecond, 0.3, true}, // a correlator behind: the ring holds the rest
+		{0, 0.5, false},                     // the ring is half full: give up the batch, not the ring
+		{10 * time.Millisecond, 0.9, false},
+		{3 * time.Second, 0, false}, // a correlator stuck for good
+	} {
+		if got := keepWaiting(c.waited, c.fill); got != c.want {
+			t.Errorf("keepWaiting(%v, %v) = %v, want %v", c.waited, c.fill, got, c.want)
+		}
 	}
 }

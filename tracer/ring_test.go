@@ -2,9 +2,13 @@ package tracer
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"testing"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
 )
 
 // fakeRing lays out memory as the kernel's mappings are: a consumer page,
@@ -120,5 +124,54 @@ func TestRingDrainCorrupt(t *testing.T) {
 	binary.LittleEndian.PutUint32(f.r.data[0:], 200)
 	if _, err := f.r.drain(10, func([]byte) {}); err == nil {
 		t.Fatal("a record past the producer position read without error")
+	}
+}
+
+// Fill is what the session's reader looks at before it gives up a batch:
+// it must follow the events waiting in the ring.
+func TestReaderFill(t *testing.T) {
+	tr := newBenchTracer(t, Config{RingSize: 1 << 20})
+	rd, err := tr.NewReader(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if f := rd.Fill(); f != 0 {
+		t.Fatalf("empty ring: Fill = %v", f)
+	}
+	const n = 2000
+	if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame(), Repeat: n}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := tr.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Events < n {
+		t.Fatalf("%d events written, want %d", st.Events, n)
+	}
+	recordLen := uint64(8 + unsafe.Sizeof(vxtraceVxEvent{})) // the ring's header, then the event
+	want := float64(st.Events*recordLen) / float64(1<<20)
+	if f := rd.Fill(); f < want*0.99 || f > want*1.01 {
+		t.Errorf("Fill = %.4f after %d events, want %.4f", f, st.Events, want)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var got uint64
+	drained := -1.0
+	done := make(chan error, 1)
+	go func() {
+		done <- rd.Run(ctx, func(evs []Event) {
+			if got += uint64(len(evs)); got >= st.Events && drained < 0 {
+				drained = rd.Fill() // the ring is not locked while a batch is handled
+				cancel()
+			}
+		})
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if drained != 0 {
+		t.Errorf("Fill = %v once every event was read", drained)
 	}
 }
