@@ -38,9 +38,9 @@ func TestKeepWaiting(t *testing.T) {
 	}{
 		{0, 0, true},
 		{100 * time.Millisecond, 0.3, true}, // a correlator behind: the ring holds the rest
-		{0, 0.5, false},                     // the ring is half full: give up the batch, not the ring
-		{10 * time.Millisecond, 0.9, false},
-		{3 * time.Second, 0, false}, // a correlator stuck for good
+		{0, 0.5, true},                      // the ring still holds what comes meanwhile
+		{10 * time.Millisecond, 0.9, false}, // nearly full: give up the batch, not the ring
+		{3 * time.Second, 0, false},         // a correlator stuck for good
 	} {
 		if got := keepWaiting(c.waited, c.fill); got != c.want {
 			t.Errorf("keepWaiting(%v, %v) = %v, want %v", c.waited, c.fill, got, c.want)
