@@ -465,52 +465,11 @@ func (c *Correlator) deriveBridges(steps []Step) []Step {
 	// flooded trace's emit).
 	c.derived = c.derived[:0]
 	for i := 0; i < len(steps); i++ {
-		rx := &steps[i]
-		if rx.Dir != DirRx || rx.HopID < 0 {
-			continue
-		}
-		port, ok := c.lookup(rx.NetNS, rx.Ifindex)
-		if !ok || port.Master == "" {
-			continue
-		}
-		br, ok := c.opts.Hops.ByName(rx.NetNS, port.Master)
+		k, fwd, ok := c.bridgeAfter(steps, i)
 		if !ok {
 			continue
 		}
-		// TC sightings sit around the tracepoints; look past them.
-		j := i + 1
-		for j < len(steps) && (steps[j].Dir == DirTCIn || steps[j].Dir == DirTCOut) {
-			j++
-		}
-		if j == len(steps) {
-			continue
-		}
-		tx := &steps[j]
-		if tx.Dir != DirTx || tx.NetNS != rx.NetNS || tx.Ifindex == rx.Ifindex || tx.Ifindex == br.Ifindex {
-			continue
-		}
-		if out, ok := c.lookup(tx.NetNS, tx.Ifindex); ok && out.Master != "" && out.Master != port.Master {
-			continue
-		}
-		// The bridge forwards before the egress TC hook of the out port.
-		k := j
-		for k-1 > i && steps[k-1].Dir == DirTCOut && steps[k-1].NetNS == tx.NetNS && steps[k-1].Ifindex == tx.Ifindex {
-			k--
-		}
-		c.derived = append(c.derived, derivedStep{at: k, step: Step{
-			Time:    steps[k].Time,
-			Mono:    steps[k].Mono,
-			HopID:   br.ID,
-			Ifname:  br.Ifname,
-			Kind:    br.Kind,
-			NetNS:   br.NetNS.Inode,
-			Ifindex: br.Ifindex,
-			Dir:     DirFwd,
-			Encap:   rx.Encap,
-			VNI:     rx.VNI,
-			Len:     tx.Len,
-			Derived: true,
-		}})
+		c.derived = append(c.derived, derivedStep{at: k, step: fwd})
 		// Go on from the step the bridge's goes before.
 		i = k - 1
 	}
@@ -531,6 +490,57 @@ func (c *Correlator) deriveBridges(steps []Step) []Step {
 		w--
 	}
 	return steps
+}
+
+// bridgeAfter says whether steps[i] is a bridge port's rx that the bridge
+// forwarded, and if so the bridge's step and the index it goes before.
+func (c *Correlator) bridgeAfter(steps []Step, i int) (int, Step, bool) {
+	rx := &steps[i]
+	if rx.Dir != DirRx || rx.HopID < 0 {
+		return 0, Step{}, false
+	}
+	port, ok := c.lookup(rx.NetNS, rx.Ifindex)
+	if !ok || port.Master == "" {
+		return 0, Step{}, false
+	}
+	br, ok := c.opts.Hops.ByName(rx.NetNS, port.Master)
+	if !ok {
+		return 0, Step{}, false
+	}
+	// TC sightings sit around the tracepoints; look past them.
+	j := i + 1
+	for j < len(steps) && (steps[j].Dir == DirTCIn || steps[j].Dir == DirTCOut) {
+		j++
+	}
+	if j == len(steps) {
+		return 0, Step{}, false
+	}
+	tx := &steps[j]
+	if tx.Dir != DirTx || tx.NetNS != rx.NetNS || tx.Ifindex == rx.Ifindex || tx.Ifindex == br.Ifindex {
+		return 0, Step{}, false
+	}
+	if out, ok := c.lookup(tx.NetNS, tx.Ifindex); ok && out.Master != "" && out.Master != port.Master {
+		return 0, Step{}, false
+	}
+	// The bridge forwards before the egress TC hook of the out port.
+	k := j
+	for k-1 > i && steps[k-1].Dir == DirTCOut && steps[k-1].NetNS == tx.NetNS && steps[k-1].Ifindex == tx.Ifindex {
+		k--
+	}
+	return k, Step{
+		Time:    steps[k].Time,
+		Mono:    steps[k].Mono,
+		HopID:   br.ID,
+		Ifname:  br.Ifname,
+		Kind:    br.Kind,
+		NetNS:   br.NetNS.Inode,
+		Ifindex: br.Ifindex,
+		Dir:     DirFwd,
+		Encap:   rx.Encap,
+		VNI:     rx.VNI,
+		Len:     tx.Len,
+		Derived: true,
+	}, true
 }
 
 // derivedStep is a step deriveBridges inserts before steps[at].

@@ -641,44 +641,15 @@ func TestListFollowsDecide(t *testing.T) {
 	}
 }
 
-// deriveBridgesOneByOne is the first form of deriveBridges, one insertion
-// at a time: the one-pass form must give the same steps.
-func deriveBridgesOneByOne(hops HopResolver, steps []Step) []Step {
+// deriveBridgesOneByOne inserts the bridges' steps as deriveBridges first
+// did, one slices.Insert at a time: the one-pass insertion must give the
+// same steps.
+func deriveBridgesOneByOne(c *Correlator, steps []Step) []Step {
 	for i := 0; i < len(steps); i++ {
-		rx := steps[i]
-		if rx.Dir != DirRx || rx.HopID < 0 {
-			continue
+		if k, fwd, ok := c.bridgeAfter(steps, i); ok {
+			steps = slices.Insert(steps, k, fwd)
+			i = k
 		}
-		port, ok := hops.Lookup(rx.NetNS, rx.Ifindex)
-		if !ok || port.Master == "" {
-			continue
-		}
-		br, ok := hops.ByName(rx.NetNS, port.Master)
-		if !ok {
-			continue
-		}
-		j := i + 1
-		for j < len(steps) && (steps[j].Dir == DirTCIn || steps[j].Dir == DirTCOut) {
-			j++
-		}
-		if j == len(steps) {
-			continue
-		}
-		tx := steps[j]
-		if tx.Dir != DirTx || tx.NetNS != rx.NetNS || tx.Ifindex == rx.Ifindex || tx.Ifindex == br.Ifindex {
-			continue
-		}
-		if out, ok := hops.Lookup(tx.NetNS, tx.Ifindex); ok && out.Master != "" && out.Master != port.Master {
-			continue
-		}
-		k := j
-		for k-1 > i && steps[k-1].Dir == DirTCOut && steps[k-1].NetNS == tx.NetNS && steps[k-1].Ifindex == tx.Ifindex {
-			k--
-		}
-		steps = slices.Insert(steps, k, Step{Time: steps[k].Time, Mono: steps[k].Mono, HopID: br.ID,
-			Ifname: br.Ifname, Kind: br.Kind, NetNS: br.NetNS.Inode, Ifindex: br.Ifindex, Dir: DirFwd,
-			Encap: rx.Encap, VNI: rx.VNI, Len: tx.Len, Derived: true})
-		i = k
 	}
 	return steps
 }
@@ -702,7 +673,7 @@ func TestDeriveBridgesMatchesOneByOne(t *testing.T) {
 			}
 			steps = append(steps, s)
 		}
-		want := deriveBridgesOneByOne(tp, slices.Clone(steps))
+		want := deriveBridgesOneByOne(c, slices.Clone(steps))
 		got := c.deriveBridges(slices.Clone(steps))
 		if !slices.Equal(got, want) {
 			t.Fatalf("round %d:\n got %v\nwant %v", round, got, want)
