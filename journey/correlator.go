@@ -111,11 +111,11 @@ type Correlator struct {
 	seq     uint64
 	stats   Stats
 
+	derived []derivedStep // deriveBridges' scratch
+
 	// Every event looks its hop up, and a map lookup was a tenth of a
 	// flooded trace's CPU: a small cache answers first, emptied whenever
 	// the resolver says its answers may have changed.
-	derived []derivedStep // deriveBridges' scratch
-
 	versioned interface{ Version() uint64 }
 	hopsAt    uint64
 	hops      [hopCacheSize]hopCacheEntry

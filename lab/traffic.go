@@ -145,23 +145,32 @@ func (l *Lab) startListener(ctx context.Context) error {
 	l.reap[pid] = done
 	p := Process{PID: pid, Role: RoleC2, What: "listener", Cmdline: strings.Join(args, " ")}
 	l.st.Processes = append(l.st.Processes, p)
-	// nsenter execs busybox under the same pid; ready means the socket is
-	// in LISTEN in c2's /proc/net/tcp.
+	// Ready means the socket is in LISTEN in c2.
+	return waitPort(ctx, c2, true, done)
+}
+
+// waitPort polls c2 (ns: a name or a path) until a socket listens on the
+// port (listen) or none does, for at most 5 s; exited, if not nil, says the
+// listener died meanwhile.
+func waitPort(ctx context.Context, ns string, listen bool, exited <-chan struct{}) error {
 	for i := 0; ; i++ {
-		select {
-		case <-done:
-			return fmt.Errorf("listener in %s exited at start", c2)
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
+		on, err := listeningIn(ns, ListenPort)
+		if err != nil {
+			return err
 		}
-		if listening(pid, ListenPort) {
+		if on == listen {
 			return nil
 		}
 		if i > 100 {
-			return fmt.Errorf("listener in %s not listening after 5s", c2)
+			return fmt.Errorf("port %d in %s: listening is still %v after 5s", ListenPort, ns, on)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-exited:
+			return fmt.Errorf("listener in %s exited at start", ns)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -188,62 +197,31 @@ func (l *Lab) stopListener(ctx context.Context) error {
 		}
 	}
 	l.st.Processes = keep
-	c2 := l.NSPath(RoleC2)
-	for i := 0; ; i++ {
-		on, err := listeningIn(c2, ListenPort)
-		if err != nil {
-			return err
-		}
-		if !on {
-			return nil
-		}
-		if i > 100 {
-			return fmt.Errorf("port %d in %s still listening 5s after the listener was stopped", ListenPort, c2)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return waitPort(ctx, l.NSPath(RoleC2), false, nil)
 }
 
 // listeningIn reports whether a TCP socket in the namespace (a name or a
-// path) listens on port, whoever owns it.
+// path) listens on port (state 0A), whoever owns it. busybox binds a
+// dual-stack [::] socket, which shows in tcp6 only and takes IPv4 too, even
+// with IPv6 disabled on the interfaces.
 func listeningIn(ns string, port int) (bool, error) {
+	want := fmt.Sprintf(":%04X", port)
 	var on bool
 	err := withNetNS(ns, func() error {
-		var err error
-		on, err = listeningFiles("/proc/thread-self/net", port)
-		return err
-	})
-	return on, err
-}
-
-// listening reports whether pid's namespace has a TCP socket listening on
-// port.
-func listening(pid, port int) bool {
-	on, err := listeningFiles(fmt.Sprintf("/proc/%d/net", pid), port)
-	return err == nil && on
-}
-
-// listeningFiles reads dir's tcp and tcp6 tables for a socket in LISTEN
-// (state 0A) on port. busybox binds a dual-stack [::] socket, which shows
-// in tcp6 only and takes IPv4 too, even with IPv6 disabled on the
-// interfaces.
-func listeningFiles(dir string, port int) (bool, error) {
-	want := fmt.Sprintf(":%04X", port)
-	for _, file := range []string{"tcp", "tcp6"} {
-		b, err := os.ReadFile(dir + "/" + file)
-		if err != nil {
-			return false, fmt.Errorf("reading sockets: %w", err)
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
-				return true, nil
+		for _, file := range []string{"tcp", "tcp6"} {
+			b, err := os.ReadFile("/proc/thread-self/net/" + file)
+			if err != nil {
+				return fmt.Errorf("reading sockets: %w", err)
+			}
+			for _, line := range strings.Split(string(b), "\n")[1:] {
+				f := strings.Fields(line)
+				if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
+					on = true
+					return nil
+				}
 			}
 		}
-	}
-	return false, nil
+		return nil
+	})
+	return on, err
 }

@@ -169,14 +169,10 @@ func (r *Reader) setAsleep(v bool) error {
 	return r.state.Update(uint32(vxtraceVxStateVX_STATE_READER_ASLEEP), x, ebpf.UpdateAny)
 }
 
-// Fill is the fraction of the ring holding events not yet read.
+// Fill is the fraction of the ring holding events not yet read (about 0
+// once the reader is closed).
 func (r *Reader) Fill() float64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed.Load() {
-		return 0
-	}
-	return float64(r.ring.available()) / float64(r.ring.mask+1)
+	return float64(r.available()) / float64(r.ring.mask+1)
 }
 
 func (r *Reader) available() uint64 {
