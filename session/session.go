@@ -65,6 +65,7 @@ type Session struct {
 	free        chan []tracer.Event
 	userLost    atomic.Uint64
 	handTimer   *time.Timer // the reader goroutine's only
+	newest      uint64      // the latest event correlated; the correlator goroutine's only
 	events      atomic.Uint64
 	started     time.Time
 	attachErr   error
@@ -233,16 +234,38 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 			s.mu.Lock()
 			for i := range batch {
 				s.corr.Add(&batch[i])
+				s.newest = max(s.newest, batch[i].Time)
 			}
 			s.mu.Unlock()
 			s.events.Add(uint64(len(batch)))
 			s.recycle(batch)
 		case <-tick.C:
 			s.mu.Lock()
-			s.corr.Expire(monotonicNow(), wrap)
+			s.corr.Expire(s.expiryClock(), wrap)
 			s.mu.Unlock()
 		}
 	}
+}
+
+// expiryClock is the time journeys are aged by: the wall clock (the events'
+// clock) while the reader keeps up, and otherwise the time up to which every
+// event has been correlated. A reader or correlator behind by more than a
+// journey's grace would emit journeys whose next steps are still in the ring
+// or the queue, and their packets would show as two, each half a path.
+// Called on the correlator goroutine.
+func (s *Session) expiryClock() uint64 {
+	return expiryClock(s.rd.HandedThrough(), len(s.queue) > 0, s.newest, tracer.Now())
+}
+
+// expiryClock: every event before handed has been handed over by the reader;
+// queued, some are still waiting in the queue, and newest is the latest
+// event the correlator has seen. handed must be read before the queue's
+// length: the reader fills the queue before it moves handed on.
+func expiryClock(handed uint64, queued bool, newest, now uint64) uint64 {
+	if queued {
+		handed = min(handed, newest)
+	}
+	return min(handed, now)
 }
 
 func (s *Session) refreshLoop(ctx context.Context) {
@@ -417,6 +440,13 @@ func (s *Session) Lost() (kernel, user uint64) {
 		kernel = st.Lost
 	}
 	return kernel, s.userLost.Load()
+}
+
+// Journeys returns the correlator's counters.
+func (s *Session) Journeys() journey.Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.corr.Stats()
 }
 
 // Events is the number of events correlated so far.

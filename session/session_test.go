@@ -47,3 +47,26 @@ func TestKeepWaiting(t *testing.T) {
 		}
 	}
 }
+
+// The correlator ages journeys by the time up to which it has every event:
+// never past one still queued, never past the wall clock.
+func TestExpiryClock(t *testing.T) {
+	const ms = uint64(time.Millisecond)
+	for _, c := range []struct {
+		name                string
+		handed, newest, now uint64
+		queued              bool
+		want                uint64
+	}{
+		{"caught up", 995 * ms, 990 * ms, 1000 * ms, false, 995 * ms},
+		{"reader behind", 600 * ms, 590 * ms, 1000 * ms, false, 600 * ms},
+		{"correlator behind", 995 * ms, 700 * ms, 1000 * ms, true, 700 * ms},
+		{"queued, correlated past handed", 650 * ms, 700 * ms, 1000 * ms, true, 650 * ms},
+		{"handed ahead of now", 1000 * ms, 990 * ms, 999 * ms, false, 999 * ms},
+		{"nothing correlated yet, queued", 995 * ms, 0, 1000 * ms, true, 0},
+	} {
+		if got := expiryClock(c.handed, c.queued, c.newest, c.now); got != c.want {
+			t.Errorf("%s: expiryClock = %d ms, want %d ms", c.name, got/ms, c.want/ms)
+		}
+	}
+}

@@ -148,7 +148,7 @@ func startDrain(tb testing.TB, tr *Tracer, stop <-chan struct{}, slow time.Durat
 			cancel()
 		}()
 		_ = rd.Run(ctx, func(batch []Event) {
-			now := monoNow()
+			now := Now()
 			for i := range batch {
 				d := (now - batch[i].Time) / 100_000
 				res.latency[min(d, uint64(len(res.latency)-1))]++
@@ -182,12 +182,6 @@ func (d *drainResult) percentile(p float64) time.Duration {
 		}
 	}
 	return 100 * time.Millisecond
-}
-
-func monoNow() uint64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
 }
 
 func voluntarySwitches(tid int) uint64 {

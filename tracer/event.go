@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Hook says where in the kernel an event was seen. Keep in sync with enum
@@ -137,3 +140,19 @@ func decodeTuple(b []byte, t *Tuple) {
 		t.Src, t.Dst = netip.Addr{}, netip.Addr{}
 	}
 }
+
+// Now reads the clock events are stamped with (bpf_ktime_get_ns:
+// CLOCK_MONOTONIC), so that ages compare like with like. Go's monotonic
+// clock is the same clock: after one system call at start, reading it takes
+// the vDSO (the reader reads it for every batch).
+func Now() uint64 { return clockBase + uint64(time.Since(clockStart)) }
+
+var clockStart = time.Now()
+
+var clockBase = func() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(fmt.Sprintf("reading CLOCK_MONOTONIC: %v", err))
+	}
+	return uint64(ts.Nano()) - uint64(time.Since(clockStart))
+}()

@@ -26,6 +26,12 @@ type Reader struct {
 	flush  time.Duration
 	batch  []Event
 	closed atomic.Bool
+	// drained: the event clock when a drain last found the ring empty,
+	// published once the batches read before it were handed over.
+	drained atomic.Uint64
+	// sleeping: the reader waits with no deadline, and the kernel wakes it
+	// for every event.
+	sleeping atomic.Bool
 	// mu is held while Run reads the mapped ring, so that Close unmaps it
 	// only once Run has let go.
 	mu sync.Mutex
@@ -90,6 +96,7 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 		// Batches are handed over with the ring unlocked: handle may
 		// take its time, or close the reader.
 		got := 0
+		var at uint64
 		for {
 			r.mu.Lock()
 			if r.closed.Load() {
@@ -97,6 +104,7 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 				r.deliver(handle)
 				return nil
 			}
+			at = Now()
 			n, err := r.ring.drain(cap(r.batch)-len(r.batch), decode)
 			r.mu.Unlock()
 			got += n
@@ -110,6 +118,7 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 			r.deliver(handle)
 		}
 		r.deliver(handle)
+		r.drained.Store(at)
 		if got == 0 {
 			idle++
 		} else {
@@ -128,6 +137,7 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 			// (available).
 			if r.setAsleep(true) == nil {
 				asleep, deadline = true, time.Time{}
+				r.sleeping.Store(true)
 			}
 		}
 		err = r.ready.SetReadDeadline(deadline)
@@ -135,6 +145,7 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 			err = conn.Read(func(uintptr) bool { return r.available() > 0 })
 		}
 		if asleep {
+			r.sleeping.Store(false)
 			// Until this lands the kernel wakes the reader per
 			// event: more wake-ups, never a stall.
 			_ = r.setAsleep(false)
@@ -150,6 +161,22 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 			return fmt.Errorf("polling the ring buffer: %w", err)
 		}
 	}
+}
+
+// HandedThrough is the event clock (Now) up to which every event is
+// handed over: an event stamped before it is no longer in the ring (give or
+// take slack). A correlator that expires journeys by the wall clock while
+// the reader lags would emit a journey whose next steps are still unread.
+// Events are stamped before the ring takes them, and one may be committed a
+// moment after a drain went past its place, hence the slack (the flush
+// period: far below any journey timeout). A sleeping reader has handed
+// everything over but what the kernel is waking it for.
+func (r *Reader) HandedThrough() uint64 {
+	t := r.drained.Load()
+	if r.sleeping.Load() {
+		t = Now()
+	}
+	return max(t, uint64(r.flush)) - uint64(r.flush)
 }
 
 func (r *Reader) deliver(handle func([]Event)) {

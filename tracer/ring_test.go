@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -173,5 +174,71 @@ func TestReaderFill(t *testing.T) {
 	}
 	if drained != 0 {
 		t.Errorf("Fill = %v once every event was read", drained)
+	}
+}
+
+// HandedThrough is the clock the session ages journeys by: it must never
+// pass an event still in the ring or in a handler, and it must follow the
+// wall clock when the reader is idle (awake on its timer, or asleep).
+func TestReaderHandedThrough(t *testing.T) {
+	tr := newBenchTracer(t, Config{RingSize: 1 << 20})
+	rd, err := tr.NewReader(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	produce := func() {
+		t.Helper()
+		if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batches := make(chan uint64) // the newest event time of each batch
+	release := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- rd.Run(ctx, func(evs []Event) {
+			batches <- evs[len(evs)-1].Time
+			<-release
+		})
+	}()
+	defer func() {
+		cancel()
+		close(release)
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	before := Now()
+	produce()
+	tsA := <-batches
+	if after := Now(); tsA < before || tsA > after {
+		t.Fatalf("event stamped %d, outside [%d, %d] of Now: not the events' clock", tsA, before, after)
+	}
+	// The handler holds A; B waits in the ring for longer than the slack.
+	produce()
+	time.Sleep(30 * time.Millisecond)
+	if h := rd.HandedThrough(); h > tsA {
+		t.Errorf("handler holds an event: HandedThrough %d > its time %d", h, tsA)
+	}
+	release <- struct{}{}
+	tsB := <-batches
+	if tsB <= tsA {
+		t.Fatalf("event B (%d) not after A (%d)", tsB, tsA)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if h := rd.HandedThrough(); h > tsB {
+		t.Errorf("handler holds B: HandedThrough %d > its time %d (%.1f ms past)", h, tsB, float64(h-tsB)/1e6)
+	}
+	release <- struct{}{}
+
+	// Awake on its timer, then asleep: the clock follows the wall clock.
+	for _, wait := range []time.Duration{20 * time.Millisecond, 400 * time.Millisecond} {
+		time.Sleep(wait)
+		if lag := time.Duration(Now() - rd.HandedThrough()); lag > 50*time.Millisecond {
+			t.Errorf("idle reader %v after its last event: HandedThrough lags %v", wait, lag)
+		}
 	}
 }
