@@ -106,6 +106,9 @@ type Tracer struct {
 	LostUser   uint64    `json:"lost_user"`
 	TrackFull  uint64    `json:"track_full"`
 	Stale      uint64    `json:"stale"`
+	Packets    uint64    `json:"packets"`    // journeys reported
+	LateFrees  uint64    `json:"late_frees"` // not reported: ends of packets reported already
+	Evicted    uint64    `json:"evicted"`    // journeys pushed out past the correlator's bound
 	Programs   []ProgRun `json:"programs,omitempty"`
 }
 
@@ -460,6 +463,15 @@ func parseStats(out string, t *Tracer) error {
 			found = true
 			_, err := fmt.Sscanf(line, "events: %d written, %d lost in the kernel, %d lost in user space; tracked-map full: %d, stale: %d",
 				&t.Events, &t.LostKernel, &t.LostUser, &t.TrackFull, &t.Stale)
+			if err != nil {
+				return fmt.Errorf("parsing vxtrace --stats line %q: %w", line, err)
+			}
+			continue
+		}
+		if strings.HasPrefix(line, "journeys: ") {
+			var limit int
+			_, err := fmt.Sscanf(line, "journeys: %d packets, %d late frees (ends of packets already reported), %d evicted (over %d open)",
+				&t.Packets, &t.LateFrees, &t.Evicted, &limit)
 			if err != nil {
 				return fmt.Errorf("parsing vxtrace --stats line %q: %w", line, err)
 			}

@@ -47,9 +47,15 @@ type Options struct {
 // Stats are the correlator's counters.
 type Stats struct {
 	Open    int    // journeys waiting for more events
+	Limit   int    // MaxJourneys
 	Events  uint64 // events added
 	Emitted uint64 // journeys emitted by Expire or Flush
 	Evicted uint64 // journeys pushed out by MaxJourneys
+	// LateFrees: journeys of nothing but a free after use, emitted by
+	// Expire or Flush without a call: the end of a packet reported
+	// already, whose socket read it (or was closed) after the grace
+	// period. Reported, each would be a packet that "vanished" there.
+	LateFrees uint64
 }
 
 // journey is a Packet plus the bookkeeping that keeps Add free of
@@ -163,6 +169,7 @@ func New(opts Options) *Correlator {
 func (c *Correlator) Stats() Stats {
 	s := c.stats
 	s.Open = len(c.byFP)
+	s.Limit = c.opts.MaxJourneys
 	return s
 }
 
@@ -369,8 +376,7 @@ func (c *Correlator) expireList(l *jlist, now, after uint64, emit func(*Packet))
 			return
 		}
 		next := j.next
-		c.emit(j, emit)
-		c.stats.Emitted++
+		c.expired(j, emit)
 		j = next
 	}
 }
@@ -394,8 +400,7 @@ func (c *Correlator) Flush(emit func(*Packet)) {
 		return 0
 	})
 	for _, j := range all {
-		c.emit(j, emit)
-		c.stats.Emitted++
+		c.expired(j, emit)
 	}
 }
 
@@ -411,15 +416,39 @@ func (c *Correlator) evictOldest() {
 	c.emit(j, c.opts.OnEvict)
 }
 
-// emit finishes j, hands it to fn (if any) and recycles it.
-func (c *Correlator) emit(j *journey, fn func(*Packet)) {
+// expired emits j for Expire and Flush, and counts it.
+func (c *Correlator) expired(j *journey, fn func(*Packet)) {
+	if c.emit(j, fn) {
+		c.stats.Emitted++
+	} else {
+		c.stats.LateFrees++
+	}
+}
+
+// emit finishes j, hands it to fn (if any) and recycles it, and says
+// whether it was a packet: a late free is handed to no one.
+func (c *Correlator) emit(j *journey, fn func(*Packet)) (packet bool) {
 	j.list.remove(j)
 	delete(c.byFP, j.ID)
-	if fn != nil {
+	packet = !lateFree(j.Steps)
+	if fn != nil && packet {
 		c.finish(j)
 		fn(&j.Packet)
 	}
 	c.put(j)
+	return packet
+}
+
+// lateFree: the kernel reports the free of a packet only once a hop has
+// seen it, so a journey that is nothing but frees after use has had its
+// steps reported (or lost) in an earlier journey.
+func lateFree(steps []Step) bool {
+	for i := range steps {
+		if steps[i].Dir != DirConsume {
+			return false
+		}
+	}
+	return len(steps) > 0
 }
 
 // finish derives bridge steps and decides the verdict.

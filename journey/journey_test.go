@@ -684,3 +684,44 @@ func TestDeriveBridgesMatchesOneByOne(t *testing.T) {
 		t.Fatalf("only %d bridge steps derived: the test proves little", derived)
 	}
 }
+
+// A socket that reads a packet after the grace period frees it after its
+// journey was emitted: that free is the packet's late end, not a packet
+// that vanished in the container (they were a tenth of a slow reader's
+// packets). A late drop stays a packet: it says why the data never reached
+// the application.
+func TestLateFreeIsNoPacket(t *testing.T) {
+	c := New(Options{Hops: labTopology(), Timeout: time.Second, Grace: 50 * time.Millisecond})
+	full := path(1)
+	delivered, consume := full[:len(full)-1], full[len(full)-1]
+	for i := range delivered {
+		c.Add(&delivered[i])
+	}
+	var got []*Packet
+	emit := func(p *Packet) { got = append(got, p.Clone()) }
+	last := delivered[len(delivered)-1].Time
+	c.Expire(last+uint64(60*time.Millisecond), emit)
+	consume.Time = last + uint64(200*time.Millisecond)
+	c.Add(&consume)
+	late := dropEv(1, 0, nsC2, 2, 3, 0xffff1000)
+	late.FP = 2 // another packet of the socket, purged at its close
+	late.Time = consume.Time
+	c.Add(&late)
+	c.Expire(consume.Time+uint64(2*time.Second), emit)
+	if len(got) != 2 || got[0].ID != 1 || got[0].Verdict != Delivered || got[1].ID != 2 || got[1].Verdict != Dropped {
+		for _, p := range got {
+			t.Logf("packet %d: %s %v", p.ID, p.Verdict, view(p))
+		}
+		t.Fatalf("got %d packets, want packet 1 delivered and packet 2 dropped", len(got))
+	}
+	if s := c.Stats(); s.Emitted != 2 || s.LateFrees != 1 || s.Open != 0 {
+		t.Errorf("stats %+v, want 2 emitted and 1 late free", s)
+	}
+
+	// Flush applies the same rule.
+	c.Add(&consume)
+	c.Flush(emit)
+	if len(got) != 2 || c.Stats().LateFrees != 2 {
+		t.Errorf("flush: %d packets, %d late frees; want 2 and 2", len(got), c.Stats().LateFrees)
+	}
+}
