@@ -391,20 +391,14 @@ func keepWaiting(waited time.Duration, ringFill float64) bool {
 	return ringFill < handMaxFill && waited < 2*time.Second
 }
 
-// hand runs on the reader goroutine. The correlator drains the queue until
-// the reader closes it, even after a cancel, so the last batches of a trace
-// are correlated too.
-func (s *Session) hand(batch []tracer.Event) {
-	var buf []tracer.Event
+// hand runs on the reader goroutine: it queues the batch, and gives the
+// reader a free buffer to fill next (or the batch back, if it had to give
+// it up). The correlator drains the queue until the reader closes it, even
+// after a cancel, so the last batches of a trace are correlated too.
+func (s *Session) hand(batch []tracer.Event) []tracer.Event {
 	select {
-	case buf = <-s.free:
-	default:
-		buf = make([]tracer.Event, 0, len(batch))
-	}
-	buf = append(buf, batch...)
-	select {
-	case s.queue <- buf:
-		return
+	case s.queue <- batch:
+		return s.spare(cap(batch))
 	default:
 	}
 	if s.handTimer == nil {
@@ -414,14 +408,24 @@ func (s *Session) hand(batch []tracer.Event) {
 	for keepWaiting(time.Since(start), s.rd.Fill()) {
 		s.handTimer.Reset(handPoll)
 		select {
-		case s.queue <- buf:
+		case s.queue <- batch:
 			s.handTimer.Stop()
-			return
+			return s.spare(cap(batch))
 		case <-s.handTimer.C:
 		}
 	}
 	s.userLost.Add(uint64(len(batch)))
-	s.recycle(buf)
+	return batch[:0]
+}
+
+// spare is a buffer from the free list, or a new one of n events.
+func (s *Session) spare(n int) []tracer.Event {
+	select {
+	case buf := <-s.free:
+		return buf
+	default:
+		return make([]tracer.Event, 0, n)
+	}
 }
 
 // recycle returns a batch buffer to the free list, or to the collector.

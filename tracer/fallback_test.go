@@ -175,7 +175,7 @@ func TestFallbackPaths(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() {
-				done <- rd.Run(ctx, func(evs []Event) {
+				done <- rd.Run(ctx, func(evs []Event) []Event {
 					mu.Lock()
 					defer mu.Unlock()
 					for _, e := range evs {
@@ -184,6 +184,7 @@ func TestFallbackPaths(t *testing.T) {
 						}
 						seen[fmt.Sprintf("%d/%d/%s", e.NetNS, e.Ifindex, e.Hook)]++
 					}
+					return evs[:0]
 				})
 			}()
 			p.sendUDP(t, 3)
@@ -381,7 +382,7 @@ func TestReliabilityRingAccounting(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			done <- r.Run(ctx, func(evs []Event) {
+			done <- r.Run(ctx, func(evs []Event) []Event {
 				for _, e := range evs {
 					if got.Load() == 0 && first.Skb == 0 {
 						first = e
@@ -392,6 +393,7 @@ func TestReliabilityRingAccounting(t *testing.T) {
 				}
 				got.Add(uint64(len(evs)))
 				time.Sleep(2 * time.Millisecond) // the slowed reader
+				return evs[:0]
 			})
 		}()
 		runs := 0
