@@ -29,8 +29,8 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define ARPHRD_LOOPBACK_ 772
 #define TC_CONTINUE -1 /* TCX_NEXT for tcx, TC_ACT_UNSPEC for cls_bpf */
 #define HDR_UNSET 0xffff
-/* A ring-buffer record: the event and the 8-byte header the ring adds. */
-#define VX_RECORD_LEN (sizeof(struct vx_event) + 8)
+/* The ring adds an 8-byte header to each record. */
+#define VX_RING_HDR 8
 
 volatile const struct vx_config cfg = {};
 
@@ -242,7 +242,7 @@ static __always_inline int netns_allowed(__u32 netns)
  * another cfg.wakeup_bytes; while events flow it also polls on a short
  * deadline, so events left without a wakeup still reach it in time. A
  * reader that lags is not woken for every event either. */
-static __always_inline __u64 wakeup_flags(void)
+static __always_inline __u64 wakeup_flags(__u64 rec_len)
 {
 	if (!cfg.wakeup_bytes)
 		return 0;
@@ -253,7 +253,7 @@ static __always_inline __u64 wakeup_flags(void)
 	if (asleep && *asleep)
 		return BPF_RB_FORCE_WAKEUP;
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	__u64 before = avail > VX_RECORD_LEN ? avail - VX_RECORD_LEN : 0;
+	__u64 before = avail > rec_len ? avail - rec_len : 0;
 	if (avail / cfg.wakeup_bytes != before / cfg.wakeup_bytes)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
@@ -261,16 +261,11 @@ static __always_inline __u64 wakeup_flags(void)
 
 /* ts: the caller's bpf_ktime_get_ns, or 0 to read the clock here (a read
  * costs as much as a map lookup in a VM). */
-static __always_inline void emit(const struct vx_parsed *p, __u64 fp, __u64 skb,
-				 __u32 netns, __u32 ifindex, __u32 len,
-				 __u8 hook, __u8 flags, __u32 reason,
-				 __u64 location, __u64 ts)
+static __always_inline void emit_head(struct vx_event *e, const struct vx_parsed *p,
+				      __u64 fp, __u64 skb, __u32 netns, __u32 ifindex,
+				      __u32 len, __u8 hook, __u8 flags, __u32 reason,
+				      __u64 location, __u64 ts)
 {
-	struct vx_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		stat_inc(VX_STAT_LOST);
-		return;
-	}
 	e->ts = ts ? ts : bpf_ktime_get_ns();
 	e->skb = skb;
 	e->fp = fp;
@@ -283,10 +278,63 @@ static __always_inline void emit(const struct vx_parsed *p, __u64 fp, __u64 skb,
 	e->ip_id = p->ip_id;
 	e->hook = hook;
 	e->flags = p->flags | flags;
-	e->inner = p->inner;
-	e->outer = p->outer;
-	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+/* headers: the record carries the packet's headers (inner and outer
+ * tuples). Most events of a followed packet need not: its journey has them
+ * from its first event, and the head alone is one cache line of the ring
+ * where the whole record spans three. Returns 0 once written. */
+static __always_inline int emit(const struct vx_parsed *p, __u64 fp, __u64 skb,
+				__u32 netns, __u32 ifindex, __u32 len,
+				__u8 hook, __u8 flags, __u32 reason,
+				__u64 location, __u64 ts, int headers)
+{
+	struct vx_event *e;
+	__u64 rec;
+	/* Two reservations of constant size: the verifier bounds each. */
+	if (headers) {
+		rec = sizeof(*e) + VX_RING_HDR;
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e)
+			goto lost;
+		emit_head(e, p, fp, skb, netns, ifindex, len, hook, flags, reason, location, ts);
+		e->inner = p->inner;
+		e->outer = p->outer;
+	} else {
+		rec = VX_EVENT_HEAD_LEN + VX_RING_HDR;
+		e = bpf_ringbuf_reserve(&events, VX_EVENT_HEAD_LEN, 0);
+		if (!e)
+			goto lost;
+		emit_head(e, p, fp, skb, netns, ifindex, len, hook, flags, reason, location, ts);
+	}
+	bpf_ringbuf_submit(e, wakeup_flags(rec));
 	stat_inc(VX_STAT_EVENTS);
+	return 0;
+lost:
+	stat_inc(VX_STAT_LOST);
+	return -1;
+}
+
+/* Whether this event of the tracked packet t must carry its headers:
+ * user space has not had them (a lost record, a new packet at the address,
+ * the first sighting of the VTEP headers), or may have closed its journey
+ * after a silence. now: this event's time, before t->ts moves on. */
+static __always_inline int needs_headers(const struct vx_track *t,
+					 const struct vx_parsed *p, __u64 now)
+{
+	if (!(t->sent & VX_SENT_INNER) || now - t->ts > cfg.headers_after_ns)
+		return 1;
+	return (p->flags & VX_F_ENCAP) && !(t->sent & VX_SENT_OUTER);
+}
+
+/* Notes what a whole record of t carried. */
+static __always_inline void headers_sent(struct vx_track *t,
+					 const struct vx_parsed *p)
+{
+	if (p->inner.family)
+		t->sent |= VX_SENT_INNER;
+	if (p->flags & VX_F_ENCAP)
+		t->sent |= VX_SENT_OUTER;
 }
 
 /* Kernel reads. BTF tracepoints and TC (through bpf_cast_to_kern_ctx) hold
@@ -408,6 +456,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 				return;
 			}
 			t->fp = fp;
+			t->sent = 0;
 			flags |= VX_F_NEW;
 		}
 	} else if (!t) {
@@ -423,6 +472,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 			return;
 		flags |= VX_F_NEW;
 	}
+	int headers = needs_headers(t, p, now);
 	t->ts = now;
 	t->dev = dev;
 	t->netns = netns;
@@ -446,7 +496,8 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 			hs->bytes += len;
 		}
 	}
-	emit(p, fp, key, netns, ifindex, len, hook, flags, 0, 0, now);
+	if (emit(p, fp, key, netns, ifindex, len, hook, flags, 0, 0, now, headers) == 0 && headers)
+		headers_sent(t, p);
 }
 
 static __always_inline void on_dev_scratch(struct scratch *s,
@@ -507,7 +558,9 @@ static __always_inline void on_free_scratch(struct scratch *s,
 	__u8 flags = 0;
 	struct vx_parsed *p = &s->p;
 
+	int headers = 1;
 	if (t) {
+		headers = needs_headers(t, p, now);
 		fp = t->fp;
 		__u64 tdev = t->dev;
 		netns = t->netns;
@@ -570,7 +623,7 @@ static __always_inline void on_free_scratch(struct scratch *s,
 		}
 	}
 	emit(p, fp, key, netns, ifindex, KREAD(direct, skb, len), hook, flags,
-	     reason, (__u64)location, now);
+	     reason, (__u64)location, now, headers);
 }
 
 static __always_inline void on_free(struct sk_buff *skb, void *location,
@@ -967,7 +1020,7 @@ static __always_inline void on_br_forward(const struct net_bridge_port *to,
 	struct vx_parsed p = {};
 	__u32 netns = BPF_CORE_READ(br, nd_net.net, ns.inum);
 	emit(&p, t->fp, key, netns, BPF_CORE_READ(br, ifindex),
-	     BPF_CORE_READ(skb, len), VX_HOOK_BR_FORWARD, 0, 0, 0, 0);
+	     BPF_CORE_READ(skb, len), VX_HOOK_BR_FORWARD, 0, 0, 0, 0, 0);
 }
 
 SEC("fentry/br_forward")

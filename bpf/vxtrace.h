@@ -55,6 +55,9 @@ struct vx_tuple {
 	__u8 pad;
 };
 
+/* An event's record is the whole struct when it carries the packet's
+ * headers, and only its head (up to inner: one 64-byte line with the ring's
+ * header) when user space has them already: see VX_SENT_*. */
 struct vx_event {
 	__u64 ts;	/* bpf_ktime_get_ns */
 	__u64 skb;	/* kernel address: correlates one node's events only */
@@ -72,6 +75,8 @@ struct vx_event {
 	struct vx_tuple outer; /* the VTEP headers, with VX_F_ENCAP */
 };
 
+#define VX_EVENT_HEAD_LEN __builtin_offsetof(struct vx_event, inner)
+
 /* addr and mask are in network byte order, as four 32-bit words (IPv4 uses
  * the first); user space masks addr, so a match is (a & mask) == addr. */
 struct vx_cidr {
@@ -87,6 +92,9 @@ struct vx_config {
 	struct vx_cidr outer_src; /* VTEP source, encapsulated packets only */
 	struct vx_cidr outer_dst;
 	__u64 track_ttl_ns;	  /* a tracked skb unseen this long is forgotten */
+	/* A tracked skb's event after a silence this long carries its
+	 * headers again: user space may have ended its journey. */
+	__u64 headers_after_ns;
 	__u32 vni;
 	__u32 wakeup_bytes; /* wake the reader once this much is queued */
 	__u16 vxlan_ports[VX_MAX_VXLAN_PORTS];
@@ -181,12 +189,20 @@ struct vx_drop_key {
 	__u32 pad;
 };
 
+/* vx_track.sent: which headers a whole record of this packet carried. */
+enum vx_sent {
+	VX_SENT_INNER = 1 << 0,
+	VX_SENT_OUTER = 1 << 1, /* the VTEP headers */
+};
+
 struct vx_track {
 	__u64 fp;
 	__u64 ts;
 	__u64 dev;   /* struct net_device * of the last hop: compared, never read */
 	__u32 netns; /* last hop that saw it */
 	__u32 ifindex;
+	__u32 sent; /* enum vx_sent */
+	__u32 pad;
 };
 
 #endif

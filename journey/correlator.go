@@ -194,8 +194,14 @@ func (c *Correlator) Add(ev *tracer.Event) {
 		j.Inner = ev.Inner
 		j.IPID = ev.IPID
 	}
-	if ev.Encap() && !j.Encap {
-		j.Encap, j.VNI, j.Outer = true, ev.VNI, ev.Outer
+	if ev.Encap() {
+		if !j.Encap {
+			j.Encap, j.VNI = true, ev.VNI
+		}
+		// Only some records carry the headers (tracer.EventHeadSize).
+		if j.Outer.Family == 0 {
+			j.Outer = ev.Outer
+		}
 	}
 	if ev.Hook == tracer.HookDrop && (!j.hasDrop || ev.Time >= j.dropMono) {
 		j.hasDrop, j.dropMono, j.dropCode, j.dropLoc = true, ev.Time, ev.Reason, ev.Location

@@ -725,3 +725,23 @@ func TestLateFreeIsNoPacket(t *testing.T) {
 		t.Errorf("flush: %d packets, %d late frees; want 2 and 2", len(got), c.Stats().LateFrees)
 	}
 }
+
+// The kernel sends a packet's headers in a few records only: the journey
+// takes the inner and outer headers from whichever events carry them.
+func TestHeadersFromTheRecordsThatCarryThem(t *testing.T) {
+	evs := path(1)
+	for i := range evs {
+		if i != 0 && i != 4 { // the first record, and the second encapsulated one
+			evs[i].Inner, evs[i].Outer = tracer.Tuple{}, tracer.Tuple{}
+		}
+	}
+	evs[0].Outer = tracer.Tuple{}
+	out := run(t, Options{}, evs)
+	if len(out) != 1 {
+		t.Fatalf("%d packets", len(out))
+	}
+	p := out[0]
+	if p.Inner != innerICMP || !p.Encap || p.VNI != 4097 || p.Outer != outerUDP {
+		t.Fatalf("inner %+v encap %v vni %d outer %+v", p.Inner, p.Encap, p.VNI, p.Outer)
+	}
+}

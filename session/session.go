@@ -116,6 +116,12 @@ func Start(ctx context.Context, o Options) (_ *Session, err error) {
 
 	cfg := o.Tracer
 	cfg.Log = o.Log
+	if cfg.HeadersAfter <= 0 {
+		// Well inside the shortest silence after which the correlator
+		// ends a journey, so that the next journey of a packet gets its
+		// headers.
+		cfg.HeadersAfter = min(journey.DefaultGrace, o.Timeout) / 2
+	}
 	cfg.NetNS = nil
 	for _, ns := range o.Scope {
 		cfg.NetNS = append(cfg.NetNS, ns.Inode)

@@ -38,6 +38,13 @@ func newBenchTracer(tb testing.TB, cfg Config) *Tracer {
 	cfg.NoTracepoints = true
 	cfg.TCEvents = !cfg.NoTC // NoTC here means: TC counts only, as in production
 	cfg.NoTC = false
+	if cfg.HeadersAfter == 0 {
+		// Every record whole: the worst case for the ring (traffic
+		// sends most records as heads alone), and the same for every
+		// run, where the tracked skb addresses of earlier runs would
+		// otherwise decide.
+		cfg.HeadersAfter = 1
+	}
 	tr, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)

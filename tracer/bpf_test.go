@@ -67,6 +67,13 @@ func newTCOnly(t *testing.T, cfg Config) (*Tracer, *ringbuf.Reader) {
 	t.Helper()
 	cfg.NoTracepoints = true
 	cfg.TCEvents = true
+	// Every record carries the packet's headers: the tests read them from
+	// each. (With no free tracepoint, a run's skb address stays tracked,
+	// and the next run of the same frame would otherwise send its head
+	// alone.)
+	if cfg.HeadersAfter == 0 {
+		cfg.HeadersAfter = 1
+	}
 	tr, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -205,4 +212,59 @@ func TestProgRunFilter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A followed packet's headers travel in its first record, the VTEP headers
+// in its first encapsulated one, and both again after a silence (user space
+// may have ended the journey); the other records are heads alone. Runs of
+// BPF_PROG_TEST_RUN are one packet when their skb sits at one address (the
+// kernel reuses a freed skb's at once, mostly: a sequence counts only when
+// every run of it did).
+func TestHeadersOncePerPacket(t *testing.T) {
+	requireRoot(t)
+	const after = 50 * time.Millisecond
+	tr, rd := newTCOnly(t, Config{HeadersAfter: after})
+	type rec struct {
+		skb          uint64
+		inner, outer bool
+	}
+	run := func(frame []byte) rec {
+		t.Helper()
+		e, ok := runTC(t, tr, rd, frame)
+		if !ok {
+			t.Fatal("no event")
+		}
+		return rec{e.Skb, e.Inner.Family != 0, e.Outer.Family != 0}
+	}
+	for attempt := range 50 {
+		// Another packet each time (its IP id): the last one's address
+		// stays tracked, as no free tracepoint is attached.
+		ping := pingFrame("10.0.1.3", "10.0.1.4", 0x1234, 7, uint16(attempt))
+		vx := vxlanWrap(ping, "10.99.1.2", "10.99.2.2", 4789, 4097)
+		first := run(ping)
+		encap := run(vx)
+		again := run(vx)
+		time.Sleep(after + 10*time.Millisecond)
+		late := run(vx)
+		if first.skb != encap.skb || encap.skb != again.skb || again.skb != late.skb {
+			continue
+		}
+		t.Logf("attempt %d: one address for the 4 runs", attempt)
+		for _, c := range []struct {
+			name         string
+			got          rec
+			inner, outer bool
+		}{
+			{"first sighting", first, true, false},
+			{"first encapsulated", encap, true, true},
+			{"nothing new", again, false, false},
+			{"after a silence", late, true, true},
+		} {
+			if c.got.inner != c.inner || c.got.outer != c.outer {
+				t.Errorf("%s: record with inner headers %v, outer %v; want %v, %v", c.name, c.got.inner, c.got.outer, c.inner, c.outer)
+			}
+		}
+		return
+	}
+	t.Fatal("BPF_PROG_TEST_RUN never reused an skb's address for 4 runs in 50 attempts")
 }

@@ -44,6 +44,7 @@ func (c *Config) kernelConfig() (vxtraceVxConfig, error) {
 		kc.TcPrimary = 1
 	}
 	kc.TrackTtlNs = uint64(c.TrackTTL.Nanoseconds())
+	kc.HeadersAfterNs = uint64(c.HeadersAfter.Nanoseconds())
 	kc.WakeupBytes = c.WakeupBytes
 	return kc, nil
 }

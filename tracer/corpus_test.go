@@ -35,7 +35,7 @@ func eventFor(frame []byte) []byte {
 	raw := make([]byte, EventSize)
 	p, ok := ParseFrame(frame, true, 0, DefaultVXLANPorts)
 	if !ok {
-		return raw[:EventSize-1] // a short record, which must be refused
+		return raw[:EventHeadSize-1] // a short record, which must be refused
 	}
 	raw[54] = byte(HookRx)
 	raw[55] = p.Flags

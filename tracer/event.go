@@ -87,15 +87,21 @@ type Event struct {
 // Encap reports whether the packet carried VXLAN outer headers at this hop.
 func (e *Event) Encap() bool { return e.Flags&FlagEncap != 0 }
 
-// EventSize is sizeof(struct vx_event).
-const EventSize = 136
+// EventSize is sizeof(struct vx_event): a record with the packet's headers.
+// EventHeadSize is a record without them (VX_EVENT_HEAD_LEN): the kernel
+// sends a followed packet's headers once, and again only after a silence
+// long enough for user space to have ended its journey.
+const (
+	EventSize     = 136
+	EventHeadSize = 56
+)
 
 var errShortEvent = errors.New("short event record")
 
 // DecodeEvent fills e from a raw ring-buffer record. It does not allocate:
 // the reader calls it once per event on the hot path.
 func DecodeEvent(b []byte, e *Event) error {
-	if len(b) < EventSize {
+	if len(b) < EventHeadSize {
 		return errShortEvent
 	}
 	le := binary.LittleEndian
@@ -111,6 +117,10 @@ func DecodeEvent(b []byte, e *Event) error {
 	e.IPID = le.Uint16(b[52:])
 	e.Hook = Hook(b[54])
 	e.Flags = b[55]
+	if len(b) < EventSize {
+		e.Inner, e.Outer = Tuple{}, Tuple{}
+		return nil
+	}
 	decodeTuple(b[56:96], &e.Inner)
 	// The kernel fills the outer tuple only with VX_F_ENCAP (zeros
 	// otherwise): most events skip its decoding.

@@ -172,6 +172,10 @@ func TestFallbackPaths(t *testing.T) {
 			}
 			var mu sync.Mutex
 			seen := map[string]int{}
+			// A packet's headers come in its first record only (the
+			// rest are heads: tracer.EventHeadSize): each packet
+			// must have exactly one, and match the filter.
+			headers := map[uint64][]Tuple{}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() {
@@ -179,8 +183,10 @@ func TestFallbackPaths(t *testing.T) {
 					mu.Lock()
 					defer mu.Unlock()
 					for _, e := range evs {
-						if e.Inner.Dst.String() != p.addrB || e.Inner.Proto != 17 {
-							t.Errorf("event outside the filter: %+v", e)
+						if e.Inner.Family != 0 {
+							headers[e.FP] = append(headers[e.FP], e.Inner)
+						} else if _, ok := headers[e.FP]; !ok {
+							headers[e.FP] = nil
 						}
 						seen[fmt.Sprintf("%d/%d/%s", e.NetNS, e.Ifindex, e.Hook)]++
 					}
@@ -195,6 +201,19 @@ func TestFallbackPaths(t *testing.T) {
 			}
 			mu.Lock()
 			t.Logf("events by ifindex/hook: %v", seen)
+			if len(headers) != 3 {
+				t.Errorf("%d packets seen, want 3", len(headers))
+			}
+			for fp, in := range headers {
+				if len(in) != 1 {
+					t.Errorf("packet %x: %d records with its headers, want 1", fp, len(in))
+				}
+				for _, tp := range in {
+					if tp.Dst.String() != p.addrB || tp.Proto != 17 {
+						t.Errorf("packet %x outside the filter: %+v", fp, tp)
+					}
+				}
+			}
 			var want []string
 			if c.tracepts {
 				want = []string{key(p.hopA, HookTx), key(p.hopB, HookRx)}
@@ -334,6 +353,8 @@ func TestReliabilityRingAccounting(t *testing.T) {
 	capacity := ring / (EventSize + 8) // each record has an 8-byte header
 	frame := namedFrames()["vxlan_icmp"]
 
+	// newTCOnly: every record carries the headers, so the capacity
+	// counts records of one size.
 	t.Run("no reader", func(t *testing.T) {
 		tr, rd := newTCOnly(t, Config{RingSize: ring})
 		const runs = 1000

@@ -19,13 +19,14 @@ func TestLayout(t *testing.T) {
 		{"vx_event.vni", unsafe.Offsetof(e.Vni), 48},
 		{"vx_event.hook", unsafe.Offsetof(e.Hook), 54},
 		{"vx_event.inner", unsafe.Offsetof(e.Inner), 56},
+		{"VX_EVENT_HEAD_LEN", unsafe.Offsetof(e.Inner), EventHeadSize},
 		{"vx_event.outer", unsafe.Offsetof(e.Outer), 96},
 		{"vx_tuple.sport", unsafe.Offsetof(e.Inner.Sport), 32},
 		{"vx_tuple.family", unsafe.Offsetof(e.Inner.Family), 37},
-		{"sizeof(vx_config)", unsafe.Sizeof(vxtraceVxConfig{}), 4*36 + 8 + 4 + 4 + 8 + 2 + 6},
+		{"sizeof(vx_config)", unsafe.Sizeof(vxtraceVxConfig{}), 4*36 + 8 + 8 + 4 + 4 + 8 + 2 + 6},
 		{"sizeof(vx_hop_stats)", unsafe.Sizeof(vxtraceVxHopStats{}), 64},
 		{"sizeof(vx_drop_key)", unsafe.Sizeof(vxtraceVxDropKey{}), 16},
-		{"sizeof(vx_track)", unsafe.Sizeof(vxtraceVxTrack{}), 32},
+		{"sizeof(vx_track)", unsafe.Sizeof(vxtraceVxTrack{}), 40},
 		// eachTCSlot decodes these by hand: a slot is one cache line.
 		{"sizeof(vx_tc_slot)", unsafe.Sizeof(vxtraceVxTcSlot{}), tcSlotSize},
 		{"vx_tc_slot.netns", unsafe.Offsetof(vxtraceVxTcSlot{}.Netns), 8},
@@ -66,7 +67,15 @@ func TestDecodeEventRoundTrip(t *testing.T) {
 	if e.Outer.Src.IsValid() {
 		t.Fatalf("outer should be empty: %+v", e.Outer)
 	}
-	if err := DecodeEvent(raw[:EventSize-1], &e); err == nil {
+	// A record without the headers: the head decodes, the tuples are
+	// empty (not left from the previous event).
+	if err := DecodeEvent(raw[:EventHeadSize], &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.NetNS != 0x78 || e.VNI != 4097 || e.Hook != HookDrop || e.Inner.Family != 0 || e.Inner.Src.IsValid() {
+		t.Fatalf("head-only record decoded %+v", e)
+	}
+	if err := DecodeEvent(raw[:EventHeadSize-1], &e); err == nil {
 		t.Fatal("short record decoded without error")
 	}
 }
@@ -95,12 +104,16 @@ func BenchmarkDecodeEvent(b *testing.B) {
 
 func FuzzDecodeEvent(f *testing.F) {
 	f.Add(make([]byte, EventSize))
+	f.Add(make([]byte, EventHeadSize))
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var e Event
+		e := Event{Inner: Tuple{Family: 4}, Outer: Tuple{Family: 6}} // what a previous record left
 		err := DecodeEvent(b, &e)
-		if (err == nil) != (len(b) >= EventSize) {
+		if (err == nil) != (len(b) >= EventHeadSize) {
 			t.Fatalf("len %d: err %v", len(b), err)
+		}
+		if err == nil && len(b) < EventSize && (e.Inner != Tuple{} || e.Outer != Tuple{}) {
+			t.Fatalf("len %d, no headers: tuples %+v %+v", len(b), e.Inner, e.Outer)
 		}
 		if err == nil && e.Inner.Family != 4 && e.Inner.Family != 6 && e.Inner.Src.IsValid() {
 			t.Fatalf("address set for family %d", e.Inner.Family)

@@ -132,6 +132,8 @@ func TestRingDrainCorrupt(t *testing.T) {
 // Fill is what the session's reader looks at before it gives up a batch:
 // it must follow the events waiting in the ring.
 func TestReaderFill(t *testing.T) {
+	// newBenchTracer: records of one size (every one with the headers),
+	// so Fill is checked against their count.
 	tr := newBenchTracer(t, Config{RingSize: 1 << 20})
 	rd, err := tr.NewReader(0, 0)
 	if err != nil {

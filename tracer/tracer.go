@@ -33,10 +33,14 @@ type Config struct {
 	VXLANPorts         []uint16 // default 4789 and 8472
 	NetNS              []uint32 // namespace inodes; empty: every namespace
 
-	TrackTTL    time.Duration // default 2s
-	RingSize    int           // bytes, a power of two; default 16 MiB
-	WakeupBytes uint32        // default: an eighth of the ring
-	TCEvents    bool          // TC programs emit events too (tests, fallback)
+	TrackTTL time.Duration // default 2s
+	// HeadersAfter: a followed packet's event after a silence this long
+	// carries its headers again (user space may have ended its journey).
+	// Default 50 ms: half the correlator's default grace.
+	HeadersAfter time.Duration
+	RingSize     int    // bytes, a power of two; default 16 MiB
+	WakeupBytes  uint32 // default: an eighth of the ring
+	TCEvents     bool   // TC programs emit events too (tests, fallback)
 	// TracepointsFind: the rx/tx tracepoints parse every packet to find
 	// the ones the filter wants, as they must without TC. By default the
 	// TC programs on the hops find them, and the tracepoints only follow
@@ -111,6 +115,9 @@ func New(cfg Config) (_ *Tracer, err error) {
 	}
 	if cfg.TrackTTL <= 0 {
 		cfg.TrackTTL = 2 * time.Second
+	}
+	if cfg.HeadersAfter <= 0 {
+		cfg.HeadersAfter = 50 * time.Millisecond
 	}
 	if cfg.RingSize <= 0 {
 		// ~160 ms of a 700k events/s flood: the reader's process stalls

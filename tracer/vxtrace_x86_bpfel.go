@@ -129,17 +129,18 @@ type vxtraceVxConfig struct {
 		Family uint8
 		Pad    [3]uint8
 	}
-	TrackTtlNs  uint64
-	Vni         uint32
-	WakeupBytes uint32
-	VxlanPorts  [4]uint16
-	Port        uint16
-	Proto       uint8
-	HasVni      uint8
-	FilterNetns uint8
-	TcEvents    uint8
-	TcPrimary   uint8
-	Pad         uint8
+	TrackTtlNs     uint64
+	HeadersAfterNs uint64
+	Vni            uint32
+	WakeupBytes    uint32
+	VxlanPorts     [4]uint16
+	Port           uint16
+	Proto          uint8
+	HasVni         uint8
+	FilterNetns    uint8
+	TcEvents       uint8
+	TcPrimary      uint8
+	Pad            uint8
 }
 
 type vxtraceVxDropKey struct {
@@ -239,6 +240,8 @@ type vxtraceVxTrack struct {
 	Dev     uint64
 	Netns   uint32
 	Ifindex uint32
+	Sent    uint32
+	Pad     uint32
 }
 
 // Names of all BPF objects in the ELF.

@@ -183,6 +183,14 @@ func TestE2EHealthy(t *testing.T) {
 			if p.VNI == nil || *p.VNI != l.VNI() {
 				t.Fatalf("VNI %v, want %d", p.VNI, l.VNI())
 			}
+			// Headers come in a few of the kernel's records (the first,
+			// the first encapsulated one): the journey has both.
+			if p.Inner.Src != l.ContainerIP(lab.RoleC1) || p.Inner.Dst != dst {
+				t.Errorf("inner %s > %s, want %s > %s", p.Inner.Src, p.Inner.Dst, l.ContainerIP(lab.RoleC1), dst)
+			}
+			if p.Outer == nil || p.Outer.Src != l.VTEPIP(lab.RoleN1) || p.Outer.Dst != l.VTEPIP(lab.RoleN2) {
+				t.Errorf("outer %+v, want %s > %s", p.Outer, l.VTEPIP(lab.RoleN1), l.VTEPIP(lab.RoleN2))
+			}
 			// The journey crosses both nodes: the sender's container,
 			// its node's NIC encapsulated, and the receiver.
 			var sawEncapNIC, sawSender bool
