@@ -51,10 +51,10 @@ type Stats struct {
 	Events  uint64 // events added
 	Emitted uint64 // journeys emitted by Expire or Flush
 	Evicted uint64 // journeys pushed out by MaxJourneys
-	// LateFrees: journeys of nothing but a free after use, emitted by
-	// Expire or Flush without a call: the end of a packet reported
-	// already, whose socket read it (or was closed) after the grace
-	// period. Reported, each would be a packet that "vanished" there.
+	// LateFrees: journeys of nothing but a free after use, which Expire
+	// and Flush end without handing them to emit: the end of a packet
+	// reported already, whose socket read it (or was closed) after the
+	// grace period. Reported, each would be a packet that "vanished".
 	LateFrees uint64
 }
 

@@ -81,7 +81,11 @@ func Start(ctx context.Context, o Options) (_ *Session, err error) {
 		o.Timeout = time.Second
 	}
 	if o.QueueBatches <= 0 {
-		o.QueueBatches = 128
+		// 8k events: the ring is the buffer (~260k events of a flood,
+		// most of them heads), the queue only smooths the hand-over.
+		// Each queued batch is 40 KiB of Go heap, and 128 of them put
+		// a 10-minute soak's peak RSS past ring + 64 MiB.
+		o.QueueBatches = 32
 	}
 	progress := o.Progress
 	if progress == nil {
@@ -397,14 +401,20 @@ func keepWaiting(waited time.Duration, ringFill float64) bool {
 	return ringFill < handMaxFill && waited < 2*time.Second
 }
 
-// hand runs on the reader goroutine: it queues the batch, and gives the
-// reader a free buffer to fill next (or the batch back, if it had to give
-// it up). The correlator drains the queue until the reader closes it, even
-// after a cancel, so the last batches of a trace are correlated too.
-func (s *Session) hand(batch []tracer.Event) []tracer.Event {
+// hand runs on the reader goroutine. The correlator drains the queue until
+// the reader closes it, even after a cancel, so the last batches of a trace
+// are correlated too.
+func (s *Session) hand(batch []tracer.Event) {
+	var buf []tracer.Event
 	select {
-	case s.queue <- batch:
-		return s.spare(cap(batch))
+	case buf = <-s.free:
+	default:
+		buf = make([]tracer.Event, 0, len(batch))
+	}
+	buf = append(buf, batch...)
+	select {
+	case s.queue <- buf:
+		return
 	default:
 	}
 	if s.handTimer == nil {
@@ -414,24 +424,14 @@ func (s *Session) hand(batch []tracer.Event) []tracer.Event {
 	for keepWaiting(time.Since(start), s.rd.Fill()) {
 		s.handTimer.Reset(handPoll)
 		select {
-		case s.queue <- batch:
+		case s.queue <- buf:
 			s.handTimer.Stop()
-			return s.spare(cap(batch))
+			return
 		case <-s.handTimer.C:
 		}
 	}
 	s.userLost.Add(uint64(len(batch)))
-	return batch[:0]
-}
-
-// spare is a buffer from the free list, or a new one of n events.
-func (s *Session) spare(n int) []tracer.Event {
-	select {
-	case buf := <-s.free:
-		return buf
-	default:
-		return make([]tracer.Event, 0, n)
-	}
+	s.recycle(buf)
 }
 
 // recycle returns a batch buffer to the free list, or to the collector.

@@ -154,7 +154,7 @@ func startDrain(tb testing.TB, tr *Tracer, stop <-chan struct{}, slow time.Durat
 			}
 			cancel()
 		}()
-		_ = rd.Run(ctx, func(batch []Event) []Event {
+		_ = rd.Run(ctx, func(batch []Event) {
 			now := Now()
 			for i := range batch {
 				d := (now - batch[i].Time) / 100_000
@@ -164,7 +164,6 @@ func startDrain(tb testing.TB, tr *Tracer, stop <-chan struct{}, slow time.Durat
 			if slow > 0 {
 				time.Sleep(slow)
 			}
-			return batch[:0]
 		})
 		res.wakeups = voluntarySwitches(tid) - cs0
 		res.received = received.Load()
@@ -355,12 +354,11 @@ func BenchmarkRingReadDecode(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		got := 0
 		b.StartTimer()
-		err = rd.Run(ctx, func(batch []Event) []Event {
+		err = rd.Run(ctx, func(batch []Event) {
 			got += len(batch)
 			if got >= k {
 				cancel()
 			}
-			return batch[:0]
 		})
 		b.StopTimer()
 		cancel()

@@ -179,7 +179,7 @@ func TestFallbackPaths(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() {
-				done <- rd.Run(ctx, func(evs []Event) []Event {
+				done <- rd.Run(ctx, func(evs []Event) {
 					mu.Lock()
 					defer mu.Unlock()
 					for _, e := range evs {
@@ -190,7 +190,6 @@ func TestFallbackPaths(t *testing.T) {
 						}
 						seen[fmt.Sprintf("%d/%d/%s", e.NetNS, e.Ifindex, e.Hook)]++
 					}
-					return evs[:0]
 				})
 			}()
 			p.sendUDP(t, 3)
@@ -403,7 +402,7 @@ func TestReliabilityRingAccounting(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			done <- r.Run(ctx, func(evs []Event) []Event {
+			done <- r.Run(ctx, func(evs []Event) {
 				for _, e := range evs {
 					if got.Load() == 0 && first.Skb == 0 {
 						first = e
@@ -414,7 +413,6 @@ func TestReliabilityRingAccounting(t *testing.T) {
 				}
 				got.Add(uint64(len(evs)))
 				time.Sleep(2 * time.Millisecond) // the slowed reader
-				return evs[:0]
 			})
 		}()
 		runs := 0

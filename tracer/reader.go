@@ -75,11 +75,9 @@ func (t *Tracer) NewReader(batchSize int, flush time.Duration) (*Reader, error) 
 }
 
 // Run reads until the reader is closed or ctx is done, calling handle with
-// each batch. handle owns the batch from then on, and returns the buffer the
-// reader fills next: the batch itself if it kept nothing, or an empty one
-// (a batch handed on is not copied: at a million events a second the copy
-// was a twentieth of the tracer's CPU).
-func (r *Reader) Run(ctx context.Context, handle func([]Event) []Event) error {
+// each batch. The batch is reused after handle returns: handle must copy
+// what it keeps.
+func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 	conn, err := r.ready.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("polling the ring buffer: %w", err)
@@ -181,15 +179,11 @@ func (r *Reader) HandedThrough() uint64 {
 	return max(t, uint64(r.flush)) - uint64(r.flush)
 }
 
-func (r *Reader) deliver(handle func([]Event) []Event) {
-	if len(r.batch) == 0 {
-		return
+func (r *Reader) deliver(handle func([]Event)) {
+	if len(r.batch) > 0 {
+		handle(r.batch)
+		r.batch = r.batch[:0]
 	}
-	next := handle(r.batch)
-	if cap(next) == 0 {
-		next = make([]Event, 0, cap(r.batch))
-	}
-	r.batch = next[:0]
 }
 
 // setAsleep tells the kernel whether to wake the reader for every event. If

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -165,12 +164,11 @@ func TestReaderFill(t *testing.T) {
 	drained := -1.0
 	done := make(chan error, 1)
 	go func() {
-		done <- rd.Run(ctx, func(evs []Event) []Event {
+		done <- rd.Run(ctx, func(evs []Event) {
 			if got += uint64(len(evs)); got >= st.Events && drained < 0 {
 				drained = rd.Fill() // the ring is not locked while a batch is handled
 				cancel()
 			}
-			return evs[:0]
 		})
 	}()
 	if err := <-done; err != nil {
@@ -202,10 +200,9 @@ func TestReaderHandedThrough(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- rd.Run(ctx, func(evs []Event) []Event {
+		done <- rd.Run(ctx, func(evs []Event) {
 			batches <- evs[len(evs)-1].Time
 			<-release
-			return evs[:0]
 		})
 	}()
 	defer func() {
@@ -246,76 +243,4 @@ func TestReaderHandedThrough(t *testing.T) {
 			t.Errorf("idle reader %v after its last event: HandedThrough lags %v", wait, lag)
 		}
 	}
-}
-
-// A batch handed on belongs to the handler: the reader fills the buffer
-// the handler gives back, never the batch again.
-func TestReaderTakesHandedBuffer(t *testing.T) {
-	tr := newBenchTracer(t, Config{RingSize: 1 << 20})
-	rd, err := tr.NewReader(0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	produce := func(n int) {
-		t.Helper()
-		if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame(), Repeat: uint32(n)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mine := make([]Event, 0, 8)
-	type handed struct {
-		evs  []Event
-		copy []Event
-	}
-	got := make(chan handed)
-	next := make(chan []Event)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- rd.Run(ctx, func(evs []Event) []Event {
-			select {
-			case got <- handed{evs, slices.Clone(evs)}:
-			case <-ctx.Done():
-				return evs[:0]
-			}
-			select {
-			case b := <-next:
-				return b
-			case <-ctx.Done():
-				return evs[:0]
-			}
-		})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-
-	produce(3)
-	first := <-got
-	next <- nil // kept: the reader needs a buffer of its own
-	produce(20)
-	second := <-got
-	if &second.evs[0] == &first.evs[0] {
-		t.Fatal("the reader filled a batch it had handed on")
-	}
-	if !slices.Equal(first.evs, first.copy) {
-		t.Error("a kept batch changed under its handler")
-	}
-	if cap(second.evs) != cap(first.evs) {
-		t.Errorf("new buffer holds %d events, want the reader's %d", cap(second.evs), cap(first.evs))
-	}
-	next <- mine
-	produce(20)
-	third := <-got
-	if cap(third.evs) != cap(mine) || &third.evs[0] != &mine[:1][0] {
-		t.Errorf("the reader did not fill the buffer it was given (cap %d)", cap(third.evs))
-	}
-	if !slices.Equal(second.evs, second.copy) {
-		t.Error("a kept batch changed under its handler")
-	}
-	next <- third.evs[:0]
 }

@@ -25,11 +25,10 @@ func collect(t *testing.T, tr *Tracer) (events func() []Event, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- rd.Run(ctx, func(evs []Event) []Event {
+		done <- rd.Run(ctx, func(evs []Event) {
 			mu.Lock()
 			got = append(got, evs...)
 			mu.Unlock()
-			return evs[:0]
 		})
 	}()
 	events = func() []Event {
