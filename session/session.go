@@ -244,7 +244,11 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 			s.mu.Lock()
 			for i := range batch {
 				s.corr.Add(&batch[i])
-				s.newest = max(s.newest, batch[i].Time)
+			}
+			// Ring order is time order to within microseconds: the
+			// batch's last event stands for its newest.
+			if len(batch) > 0 {
+				s.newest = max(s.newest, batch[len(batch)-1].Time)
 			}
 			s.mu.Unlock()
 			s.events.Add(uint64(len(batch)))
