@@ -49,8 +49,11 @@ type Stats struct {
 	Open    int    // journeys waiting for more events
 	Limit   int    // MaxJourneys
 	Events  uint64 // events added
-	Emitted uint64 // journeys emitted by Expire or Flush
-	Evicted uint64 // journeys pushed out by MaxJourneys
+	Peak    int    // the most journeys open at once
+	Emitted uint64 // packets emitted by Expire or Flush
+	// Evicted: packets emitted early (to OnEvict, else discarded) because
+	// MaxJourneys journeys were open.
+	Evicted uint64
 	// LateFrees: journeys of nothing but a free after use, which Expire
 	// and Flush end without handing them to emit: the end of a packet
 	// reported already, whose socket read it (or was closed) after the
@@ -109,7 +112,7 @@ func (l *jlist) push(j *journey) {
 // concurrent use: one goroutine feeds it events and expires journeys.
 type Correlator struct {
 	opts    Options
-	byFP    map[uint64]*journey
+	byFP    fpTable
 	open    jlist // no outcome yet: emitted after Timeout
 	settled jlist // has an outcome: emitted after Grace
 	free    []*journey
@@ -159,16 +162,15 @@ func New(opts Options) *Correlator {
 	return &Correlator{
 		opts:      opts,
 		versioned: versioned,
-		// Sized up front so that steady-state inserts never grow the map.
-		byFP:    make(map[uint64]*journey, opts.MaxJourneys),
-		unknown: make(map[topo.Key]string),
+		byFP:      newFPTable(opts.MaxJourneys),
+		unknown:   make(map[topo.Key]string),
 	}
 }
 
 // Stats returns the counters.
 func (c *Correlator) Stats() Stats {
 	s := c.stats
-	s.Open = len(c.byFP)
+	s.Open = c.byFP.len()
 	s.Limit = c.opts.MaxJourneys
 	return s
 }
@@ -176,16 +178,17 @@ func (c *Correlator) Stats() Stats {
 // Add records one event.
 func (c *Correlator) Add(ev *tracer.Event) {
 	c.stats.Events++
-	j := c.byFP[ev.FP]
+	j := c.byFP.get(ev.FP)
 	if j == nil {
-		if len(c.byFP) >= c.opts.MaxJourneys {
+		if c.byFP.len() >= c.opts.MaxJourneys {
 			c.evictOldest()
 		}
 		j = c.get()
 		j.ID = ev.FP
 		j.LastHop = -1
 		j.First, j.Last = ev.Time, ev.Time
-		c.byFP[ev.FP] = j
+		c.byFP.put(ev.FP, j)
+		c.stats.Peak = max(c.stats.Peak, c.byFP.len())
 	}
 	if ev.Time > j.Last {
 		j.Last = ev.Time
@@ -390,7 +393,7 @@ func (c *Correlator) expireList(l *jlist, now, after uint64, emit func(*Packet))
 // Flush emits every journey, in order of first sighting; the trace is over.
 // The same rule as for Expire's emit applies.
 func (c *Correlator) Flush(emit func(*Packet)) {
-	all := make([]*journey, 0, len(c.byFP))
+	all := make([]*journey, 0, c.byFP.len())
 	for _, l := range []*jlist{&c.settled, &c.open} {
 		for j := l.head; j != nil; j = j.next {
 			all = append(all, j)
@@ -418,8 +421,11 @@ func (c *Correlator) evictOldest() {
 	if j == nil {
 		return
 	}
-	c.stats.Evicted++
-	c.emit(j, c.opts.OnEvict)
+	if c.emit(j, c.opts.OnEvict) {
+		c.stats.Evicted++
+	} else {
+		c.stats.LateFrees++
+	}
 }
 
 // expired emits j for Expire and Flush, and counts it.
@@ -435,7 +441,7 @@ func (c *Correlator) expired(j *journey, fn func(*Packet)) {
 // whether it was a packet: a late free is handed to no one.
 func (c *Correlator) emit(j *journey, fn func(*Packet)) (packet bool) {
 	j.list.remove(j)
-	delete(c.byFP, j.ID)
+	c.byFP.delete(j.ID)
 	packet = !lateFree(j.Steps)
 	if fn != nil && packet {
 		c.finish(j)

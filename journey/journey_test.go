@@ -402,7 +402,7 @@ func TestEviction(t *testing.T) {
 	if len(evicted) != 1 || evicted[0].ID != 2 || evicted[0].Verdict != Vanished || evicted[0].LastHop != 0 {
 		t.Fatalf("evicted %v", evicted)
 	}
-	if s := c.Stats(); s.Open != 2 || s.Evicted != 1 || s.Emitted != 0 {
+	if s := c.Stats(); s.Open != 2 || s.Evicted != 1 || s.Emitted != 0 || s.Peak != 2 {
 		t.Errorf("stats %+v", s)
 	}
 	var ids []uint64
@@ -416,6 +416,16 @@ func TestEviction(t *testing.T) {
 	c.Add(&b[0])
 	if s := c.Stats(); s.Open != 1 || s.Evicted != 1 {
 		t.Errorf("stats %+v", s)
+	}
+	// A late free pushed out is no packet either: neither handed over
+	// nor counted as one.
+	evicted = nil
+	c = New(Options{Hops: labTopology(), MaxJourneys: 1, OnEvict: func(p *Packet) { evicted = append(evicted, p.Clone()) }})
+	free := a[len(a)-1]
+	c.Add(&free)
+	c.Add(&b[0])
+	if s := c.Stats(); len(evicted) != 0 || s.Evicted != 0 || s.LateFrees != 1 || s.Peak != 1 {
+		t.Errorf("a late free evicted: handed %d, stats %+v", len(evicted), s)
 	}
 }
 
@@ -626,7 +636,7 @@ func TestListFollowsDecide(t *testing.T) {
 			tus := uint64(30+i*10) - uint64(rng.IntN(2))*uint64(rng.IntN(30))
 			e := ev(fp, tus, hooks[rng.IntN(len(hooks))], f.ns, f.idx, false)
 			c.Add(&e)
-			j := c.byFP[fp]
+			j := c.byFP.get(fp)
 			v, _ := Decide(j.Steps)
 			if onSettled := j.list == &c.settled; onSettled != (v != Vanished) {
 				t.Fatalf("round %d event %d: on settled list %v, Decide says %s; steps %v", round, i, onSettled, v, view(&j.Packet))
