@@ -26,8 +26,9 @@ type Reader struct {
 	flush  time.Duration
 	batch  []Event
 	closed atomic.Bool
-	// drained: the event clock when a drain last found the ring empty,
-	// published once the batches read before it were handed over.
+	// drained: the event clock up to which the ring has been read, the
+	// later of when a drain last found it empty and the newest event handed
+	// over; published once the batches read before it were handed over.
 	drained atomic.Uint64
 	// sleeping: the reader waits with no deadline, and the kernel wakes it
 	// for every event.
@@ -118,7 +119,7 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 			r.deliver(handle)
 		}
 		r.deliver(handle)
-		r.drained.Store(at)
+		r.drained.Store(max(r.drained.Load(), at))
 		if got == 0 {
 			idle++
 		} else {
@@ -167,6 +168,11 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 // handed over: an event stamped before it is no longer in the ring (give or
 // take slack). A correlator that expires journeys by the wall clock while
 // the reader lags would emit a journey whose next steps are still unread.
+// The ring holds events in the order they were stamped, to within the
+// moment between a program's clock read and its reservation, so a reader
+// that has a backlog has handed over everything before the last event it
+// handed; it need not empty the ring first (a flood's reader seldom does,
+// and journeys held until it did piled up past the correlator's bound).
 // Events are stamped before the ring takes them, and one may be committed a
 // moment after a drain went past its place, hence the slack (the flush
 // period: far below any journey timeout). A sleeping reader has handed
@@ -180,9 +186,13 @@ func (r *Reader) HandedThrough() uint64 {
 }
 
 func (r *Reader) deliver(handle func([]Event)) {
-	if len(r.batch) > 0 {
+	if n := len(r.batch); n > 0 {
+		last := r.batch[n-1].Time // the batch is the handler's until it returns
 		handle(r.batch)
 		r.batch = r.batch[:0]
+		if last > r.drained.Load() {
+			r.drained.Store(last)
+		}
 	}
 }
 

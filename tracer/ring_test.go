@@ -246,3 +246,73 @@ func TestReaderHandedThrough(t *testing.T) {
 		}
 	}
 }
+
+// A reader with a backlog seldom finds the ring empty: HandedThrough must
+// follow the events it hands over all the same (else a flood's journeys are
+// held until the correlator's bound evicts them), and never pass one still
+// in the ring.
+func TestReaderHandedThroughBacklog(t *testing.T) {
+	tr := newBenchTracer(t, Config{RingSize: 1 << 20})
+	const batch, flush = 4, 5 * time.Millisecond
+	rd, err := tr.NewReader(batch, flush)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rd.Close() })
+	batches := make(chan []uint64) // each batch's event times
+	release := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- rd.Run(ctx, func(evs []Event) {
+			ts := make([]uint64, len(evs))
+			for i := range evs {
+				ts[i] = evs[i].Time
+			}
+			batches <- ts
+			<-release
+		})
+	}()
+	defer func() {
+		cancel()
+		close(release)
+		for range batches {
+		}
+	}()
+	go func() {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		close(batches)
+	}()
+	produce := func() {
+		t.Helper()
+		if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	produce()
+	<-batches // held: the rest piles up in the ring
+	// Two batches' worth, further apart than the slack.
+	for range 2 * batch {
+		time.Sleep(2 * flush)
+		produce()
+	}
+	release <- struct{}{}
+	first := <-batches // handed over; the second batch waits in the ring
+	release <- struct{}{}
+	second := <-batches // held by the handler
+	if len(first) != batch || len(second) != batch {
+		t.Fatalf("batches of %d and %d events, want %d each", len(first), len(second), batch)
+	}
+	h := rd.HandedThrough()
+	if want := first[batch-1] - uint64(flush); h < want {
+		t.Errorf("HandedThrough %d is %.1f ms before the last event handed over (%d): it waits for an empty ring",
+			h, float64(want-h)/1e6, first[batch-1])
+	}
+	if h >= second[0] {
+		t.Errorf("HandedThrough %d is past an event the handler holds (%d)", h, second[0])
+	}
+	release <- struct{}{}
+}
