@@ -8,7 +8,7 @@ import "testing"
 func TestParseStats(t *testing.T) {
 	out := `vxtrace: notice: something
 events: 10 written, 3 lost in the kernel, 2 lost in user space; tracked-map full: 1, stale: 4
-journeys: 7 packets, 5 late frees (ends of packets already reported), 6 evicted (over 16384 open)
+journeys: 7 packets, 5 late frees (ends of packets already reported), 6 evicted (over 16384 open; peak 9000)
 program                          runs     run time     ns/run  recursion
 tp_netif_receive_skb              123      1.234ms   10032.5          0
 tc_ingress                          5        850µs  170000.0          2
@@ -21,7 +21,7 @@ tc_ingress                          5        850µs  170000.0          2
 	if tr.Events != 10 || tr.LostKernel != 3 || tr.LostUser != 2 || tr.TrackFull != 1 || tr.Stale != 4 {
 		t.Fatalf("counters %+v", tr)
 	}
-	if tr.Packets != 7 || tr.LateFrees != 5 || tr.Evicted != 6 {
+	if tr.Packets != 7 || tr.LateFrees != 5 || tr.Evicted != 6 || tr.PeakOpen != 9000 {
 		t.Fatalf("journeys %+v", tr)
 	}
 	if len(tr.Programs) != 2 {

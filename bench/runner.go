@@ -108,7 +108,8 @@ type Tracer struct {
 	Stale      uint64    `json:"stale"`
 	Packets    uint64    `json:"packets"`    // journeys reported
 	LateFrees  uint64    `json:"late_frees"` // not reported: ends of packets reported already
-	Evicted    uint64    `json:"evicted"`    // journeys pushed out past the correlator's bound
+	Evicted    uint64    `json:"evicted"`    // reported early: the correlator's bound was reached
+	PeakOpen   int       `json:"peak_open"`  // the most journeys open at once
 	Programs   []ProgRun `json:"programs,omitempty"`
 }
 
@@ -470,8 +471,8 @@ func parseStats(out string, t *Tracer) error {
 		}
 		if strings.HasPrefix(line, "journeys: ") {
 			var limit int
-			_, err := fmt.Sscanf(line, "journeys: %d packets, %d late frees (ends of packets already reported), %d evicted (over %d open)",
-				&t.Packets, &t.LateFrees, &t.Evicted, &limit)
+			_, err := fmt.Sscanf(line, "journeys: %d packets, %d late frees (ends of packets already reported), %d evicted (over %d open; peak %d)",
+				&t.Packets, &t.LateFrees, &t.Evicted, &limit, &t.PeakOpen)
 			if err != nil {
 				return fmt.Errorf("parsing vxtrace --stats line %q: %w", line, err)
 			}

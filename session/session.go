@@ -66,9 +66,12 @@ type Session struct {
 	userLost    atomic.Uint64
 	handTimer   *time.Timer // the reader goroutine's only
 	newest      uint64      // the latest event correlated; the correlator goroutine's only
-	events      atomic.Uint64
-	started     time.Time
-	attachErr   error
+	// emit is Run's: the correlator goroutine's only. It has the packets
+	// the correlator evicts too (see newCorrelator).
+	emit      func(*journey.Packet)
+	events    atomic.Uint64
+	started   time.Time
+	attachErr error
 }
 
 // Start discovers the hops in scope, loads and attaches the tracer, and
@@ -145,10 +148,22 @@ func Start(ctx context.Context, o Options) (_ *Session, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.corr = journey.New(journey.Options{Hops: s.topo, Namer: s.names, Timeout: o.Timeout, MaxJourneys: o.MaxJourneys})
+	s.corr = s.newCorrelator(o)
 	s.queue = make(chan []tracer.Event, o.QueueBatches)
 	s.free = make(chan []tracer.Event, o.QueueBatches+2)
 	return s, nil
+}
+
+// newCorrelator: a journey evicted at the correlator's bound is reported as
+// it stands (the least recently seen: nearly always a finished packet
+// waiting out its grace), not left out of the trace's packets and verdicts.
+func (s *Session) newCorrelator(o Options) *journey.Correlator {
+	return journey.New(journey.Options{Hops: s.topo, Namer: s.names, Timeout: o.Timeout, MaxJourneys: o.MaxJourneys,
+		OnEvict: func(p *journey.Packet) {
+			if s.emit != nil {
+				s.emit(p)
+			}
+		}})
 }
 
 // tcHops are the hops worth a TC probe: every role on the overlay path.
@@ -227,6 +242,8 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 			cancel()
 		}
 	}
+	s.emit = wrap
+	defer func() { s.emit = nil }()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxtrace/vxtrace/journey"
 	"github.com/vxtrace/vxtrace/tracer"
 )
 
@@ -68,5 +69,24 @@ func TestExpiryClock(t *testing.T) {
 		if got := expiryClock(c.handed, c.queued, c.newest, c.now); got != c.want {
 			t.Errorf("%s: expiryClock = %d ms, want %d ms", c.name, got/ms, c.want/ms)
 		}
+	}
+}
+
+// A journey evicted at the correlator's bound is one of the trace's packets:
+// Run's emit gets it, as it gets the ones that expire.
+func TestEvictedJourneysAreReported(t *testing.T) {
+	s := &Session{topo: benchTopology()}
+	c := s.newCorrelator(Options{Timeout: time.Second, MaxJourneys: 2})
+	var got []uint64
+	s.emit = func(p *journey.Packet) { got = append(got, p.ID) }
+	for fp := uint64(1); fp <= 3; fp++ {
+		e := tracer.Event{FP: fp, Time: fp, Hook: tracer.HookTx, NetNS: nsC1, Ifindex: 2}
+		c.Add(&e)
+	}
+	if len(got) != 1 || got[0] != 1 {
+		t.Fatalf("evicted packets reported: %v, want [1]", got)
+	}
+	if st := c.Stats(); st.Evicted != 1 || st.Open != 2 {
+		t.Errorf("stats %+v", st)
 	}
 }

@@ -341,8 +341,8 @@ func printStats(w io.Writer, s *session.Session) {
 	fmt.Fprintf(w, "\nevents: %d written, %d lost in the kernel, %d lost in user space; tracked-map full: %d, stale: %d\n",
 		st.Events, st.Lost, user, st.TrackFull, st.Stale)
 	js := s.Journeys()
-	fmt.Fprintf(w, "journeys: %d packets, %d late frees (ends of packets already reported), %d evicted (over %d open)\n",
-		js.Emitted, js.LateFrees, js.Evicted, js.Limit)
+	fmt.Fprintf(w, "journeys: %d packets, %d late frees (ends of packets already reported), %d evicted (over %d open; peak %d)\n",
+		js.Emitted+js.Evicted, js.LateFrees, js.Evicted, js.Limit, js.Peak)
 	ps := s.Tracer().ProgramStats()
 	if len(ps) == 0 {
 		return
