@@ -82,11 +82,16 @@ func (r *Recorder) count(verdict string) bool {
 	default:
 		r.verdicts.Vanished++
 	}
-	if r.o.MaxPackets >= 0 && len(r.packets) >= r.o.MaxPackets {
+	if r.Full() {
 		r.omitted++
 		return false
 	}
 	return true
+}
+
+// Full says whether the recorder keeps no more packets, only counts them.
+func (r *Recorder) Full() bool {
+	return r.o.MaxPackets >= 0 && len(r.packets) >= r.o.MaxPackets
 }
 
 // Packets is the number of packets added so far.

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -466,5 +468,54 @@ func TestPacketID(t *testing.T) {
 		if got, want := PacketID(fp), fmt.Sprintf("%016x", fp); got != want {
 			t.Errorf("PacketID(%#x) = %q, want %q", fp, got, want)
 		}
+	}
+}
+
+// The address names, through the recent ones and the cache behind them,
+// are each address's own, however the addresses come and go.
+func TestFillStoreAddr(t *testing.T) {
+	f := &fillStore{addrs: map[netip.Addr]string{}}
+	var addrs []netip.Addr
+	for i := range 9 {
+		addrs = append(addrs, netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}))
+	}
+	addrs = append(addrs, netip.MustParseAddr("fd00::1"), netip.MustParseAddr("::ffff:10.0.0.1"))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		a := addrs[rng.IntN(len(addrs))]
+		if got := f.addr(a); got != a.String() {
+			t.Fatalf("addr(%v) = %q", a, got)
+		}
+	}
+	if got := f.addr(netip.Addr{}); got != "" {
+		t.Errorf("no address: %q", got)
+	}
+}
+
+// The one-line form reads the same from FillForLine's packet as from
+// FillFromJourney's, which it must, for every kind of journey: it is what a
+// flood's -q trace prints once the document keeps no more packets.
+func TestFillForLineSameLine(t *testing.T) {
+	text := NewText(io.Discard, TextOptions{})
+	text.SetHops(labHops())
+	var full, line Packet
+	fewer := false
+	for _, p := range journeys(t) {
+		FillFromJourney(p, &full)
+		FillForLine(p, &line)
+		want := text.AppendVerdictLine(AppendHeader(nil, &full), &full)
+		got := text.AppendVerdictLine(AppendHeader(nil, &line), &line)
+		if !bytes.Equal(got, want) {
+			t.Errorf("packet %x:\n got %s\nwant %s", p.ID, got, want)
+		}
+		for _, e := range line.Events {
+			if e.Hop != p.LastHop {
+				t.Errorf("packet %x: kept an event at hop %d, not its last hop %d", p.ID, e.Hop, p.LastHop)
+			}
+		}
+		fewer = fewer || len(line.Events) < len(full.Events)
+	}
+	if !fewer {
+		t.Error("FillForLine kept every event of every packet: the test proves nothing")
 	}
 }

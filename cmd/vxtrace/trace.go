@@ -206,7 +206,11 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if p.Verdict == journey.Dropped {
 			drops++
 		}
-		report.FillFromJourney(p, &rp)
+		if f.quiet && jsonl == nil && rec.Full() {
+			report.FillForLine(p, &rp) // all that is left to do with it
+		} else {
+			report.FillFromJourney(p, &rp)
+		}
 		rec.AddPacket(&rp)
 		var err error
 		if f.quiet {
