@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // fakeRing lays out memory as the kernel's mappings are: a consumer page,
@@ -315,4 +316,25 @@ func TestReaderHandedThroughBacklog(t *testing.T) {
 		t.Errorf("HandedThrough %d is past an event the handler holds (%d)", h, second[0])
 	}
 	release <- struct{}{}
+}
+
+// Now must be the clock the kernel stamps events with: CLOCK_MONOTONIC
+// itself, not an estimate of it (the reader and the correlator compare
+// their ages with it).
+func TestNowIsClockMonotonic(t *testing.T) {
+	sys := func() uint64 {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			t.Fatal(err)
+		}
+		return uint64(ts.Nano())
+	}
+	for range 1000 {
+		before := sys()
+		n := Now()
+		after := sys()
+		if n < before || n > after {
+			t.Fatalf("Now %d outside [%d, %d] of CLOCK_MONOTONIC", n, before, after)
+		}
+	}
 }
