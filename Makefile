@@ -58,7 +58,7 @@ test: deps check-generated lint ## every test, as root: unit, BPF, labs, Docker 
 demo: deps build ## lab with a fault, trace a ping across it, show the verdict, tear down
 	@scripts/demo.sh
 
-bench: deps build ## throughput with and without vxtrace and tcpdump, BPF ns/run (about 20 min)
+bench: deps build ## throughput with and without vxtrace, tcpdump and empty programs, BPF ns/run (about 23 min)
 	@scripts/bench.sh
 
 bench-smoke: deps build ## one short block of each bench mode: keeps the bench working (CI)

@@ -62,7 +62,7 @@ func run() int {
 	flag.StringVar(&o.prefix, "prefix", fmt.Sprintf("bench%d", os.Getpid()%100000), "lab name prefix")
 	flag.StringVar(&o.out, "out", "bench/results/latest.json", "JSON results file")
 	flag.StringVar(&protos, "protos", "tcp,udp", "protocols: tcp, udp")
-	flag.StringVar(&modes, "modes", "p1,p2,tcpdump-nic,tcpdump-all", "modes besides the baseline")
+	flag.StringVar(&modes, "modes", "p1,p2,tcpdump-nic,tcpdump-all,empty", "modes besides the baseline")
 	flag.StringVar(&o.from, "from", "", "print the table of an earlier results file (recomputing its summary) and exit")
 	flag.DurationVar(&o.soak, "soak", 0, "instead of the table: run trace-all UDP for this long and print the tracer's RSS over time (P8)")
 	flag.Parse()
@@ -87,7 +87,7 @@ func run() int {
 	for _, m := range strings.Split(modes, ",") {
 		mode := Mode(m)
 		if !mode.valid() || mode == ModeBaseline {
-			fmt.Fprintf(os.Stderr, "bench: unknown mode %q (p1, p2, tcpdump-nic, tcpdump-all)\n", m)
+			fmt.Fprintf(os.Stderr, "bench: unknown mode %q (p1, p2, tcpdump-nic, tcpdump-all, empty)\n", m)
 			return 2
 		}
 		o.modes = append(o.modes, mode)

@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
 
 // The bench reads other tools' output; these pin the formats it relies on,
 // so that a changed --stats layout fails here rather than leaving the P4
@@ -68,5 +72,25 @@ func TestMedian(t *testing.T) {
 	}
 	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
 		t.Fatal(m)
+	}
+}
+
+// The table sets P1 against the empty programs' blocks: the ceiling line
+// gives both medians and their gap.
+func TestCeilingLine(t *testing.T) {
+	res := &Results{Options: OptsOut{Protos: []string{"udp"}, Modes: []Mode{ModeP1, ModeEmpty}}}
+	for i, r := range []struct {
+		m     Mode
+		ratio float64
+	}{{ModeP1, 0.84}, {ModeEmpty, 0.95}, {ModeP1, 0.86}, {ModeEmpty, 0.97}, {ModeP1, 0.85}, {ModeEmpty, 0.96}} {
+		res.Blocks = append(res.Blocks, &Block{Round: i/2 + 1, Proto: "udp", Mode: r.m, Value: 1, Unit: "pps", Ratio: r.ratio},
+			&Block{Round: i/2 + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"})
+	}
+	summarize(res)
+	var out bytes.Buffer
+	printTable(&out, res)
+	want := "udp: empty programs keep median 0.960, vxtrace with a missing filter 0.850 (-0.110)"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("no line %q in\n%s", want, out.String())
 	}
 }

@@ -339,7 +339,7 @@ func printTable(w io.Writer, res *Results) {
 			val = fmt.Sprintf("%.0f pps", s.Value)
 		}
 		cpu, rss, evs, lost := "-", "-", "-", "-"
-		if s.Mode != ModeBaseline {
+		if s.Mode != ModeBaseline && s.Mode != ModeEmpty {
 			cpu = fmt.Sprintf("%.1f%%", s.TracerCPU)
 			rss = fmt.Sprintf("%.1f", float64(s.MaxRSSKiB)/1024)
 		}
@@ -400,6 +400,7 @@ func printTable(w io.Writer, res *Results) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.ID, passMiss(g.Pass), g.What, g.Target, g.Got)
 	}
 	tw.Flush()
+	printCeiling(w, res)
 	for _, s := range res.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", s)
 	}
@@ -424,4 +425,40 @@ func writeJSON(path string, res *Results) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// printCeiling sets P1 against what empty programs at the same hooks keep:
+// the part of the loss that no program there can avoid.
+func printCeiling(w io.Writer, res *Results) {
+	var lines []string
+	for _, proto := range res.Options.Protos {
+		var empty, p1 *Summary
+		for i := range res.Summary {
+			s := &res.Summary[i]
+			if s.Proto != proto || s.MedianRatio == 0 {
+				continue
+			}
+			switch s.Mode {
+			case ModeEmpty:
+				empty = s
+			case ModeP1:
+				p1 = s
+			}
+		}
+		if empty == nil {
+			continue
+		}
+		l := fmt.Sprintf("  %s: empty programs keep median %.3f", proto, empty.MedianRatio)
+		if p1 != nil {
+			l += fmt.Sprintf(", vxtrace with a missing filter %.3f (%+.3f)", p1.MedianRatio, p1.MedianRatio-empty.MedianRatio)
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\n-- the hooks' own cost: empty BPF programs on every interface (TC) and consume_skb, stats off")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
 }

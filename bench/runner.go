@@ -25,14 +25,18 @@ const (
 	ModeP2         Mode = "p2"          // vxtrace traces every packet of the flow at every hop
 	ModeTcpdumpNIC Mode = "tcpdump-nic" // tcpdump on node 1's NIC
 	ModeTcpdumpAll Mode = "tcpdump-all" // one tcpdump per interface of the lab
-	// ModeFloor: empty BPF programs where vxtrace's run, in a bpf_stats
-	// block: what an empty program costs as measured (not a user mode).
+	// ModeEmpty: empty BPF programs where vxtrace's run (TC on every
+	// interface, consume_skb): what the hooks cost before any program does
+	// anything, the ceiling P1 can reach.
+	ModeEmpty Mode = "empty"
+	// ModeFloor: the same empty programs in a bpf_stats block: what an
+	// empty program costs as measured (not a user mode).
 	ModeFloor Mode = "p4-floor"
 )
 
 func (m Mode) valid() bool {
 	switch m {
-	case ModeBaseline, ModeP1, ModeP2, ModeTcpdumpNIC, ModeTcpdumpAll:
+	case ModeBaseline, ModeP1, ModeP2, ModeTcpdumpNIC, ModeTcpdumpAll, ModeEmpty:
 		return true
 	}
 	return false
@@ -323,7 +327,7 @@ func (r *runner) block(ctx context.Context, b *Block, seconds int) error {
 		dumps, err = r.startDumps(ctx, []iface{{NS: r.lab.NS(lab.RoleN1), Name: lab.NodeNIC}})
 	case ModeTcpdumpAll:
 		dumps, err = r.startDumps(ctx, r.ifaces)
-	case ModeFloor:
+	case ModeFloor, ModeEmpty:
 		fl, err = attachFloor(r.ifaces)
 	}
 	if err != nil {
