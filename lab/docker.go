@@ -832,10 +832,23 @@ func unescapeMount(s string) string {
 }
 
 // removeCgroup removes the lab's cgroup parent from every hierarchy (v1
-// controllers and the v2 tree), children first.
+// controllers and the v2 tree), children first. A container's cgroup is
+// busy until the last of its killed processes has finished exiting, a
+// moment after the kill: the removal is tried again until it is gone (a
+// test once found one left behind, empty, after a Down).
 func removeCgroup(parent string) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if removeCgroupOnce(parent) || time.Now().After(deadline) {
+			return
+		}
+	}
+}
+
+// removeCgroupOnce says whether nothing of parent is left.
+func removeCgroupOnce(parent string) bool {
 	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
 	roots = append(roots, "/sys/fs/cgroup")
+	gone := true
 	for _, root := range roots {
 		dir := filepath.Join(root, parent)
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
@@ -850,9 +863,12 @@ func removeCgroup(parent string) {
 		})
 		slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
 		for _, d := range dirs {
-			_ = os.Remove(d)
+			if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+				gone = false
+			}
 		}
 	}
+	return gone
 }
 
 // sharedPaths are created by any dockerd at fixed places, whatever its
