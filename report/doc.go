@@ -331,7 +331,8 @@ func FillFromJourney(p *journey.Packet, out *Packet) { fillFromJourney(p, out, t
 // FillForLine is FillFromJourney for the one-line form (Text.AppendVerdictLine
 // and AppendHeader): of the events it keeps only those at the packet's last
 // hop, which are all that line reads. A flood's trace that prints lines and
-// keeps no more packets converts each this way, in a third of the time.
+// keeps no more packets converts each this way (that and the recent
+// addresses of fillStore saved 7 % of its CPU, side by side).
 func FillForLine(p *journey.Packet, out *Packet) { fillFromJourney(p, out, false) }
 
 func fillFromJourney(p *journey.Packet, out *Packet, all bool) {
