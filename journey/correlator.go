@@ -423,8 +423,6 @@ func (c *Correlator) evictOldest() {
 	}
 	if c.emit(j, c.opts.OnEvict) {
 		c.stats.Evicted++
-	} else {
-		c.stats.LateFrees++
 	}
 }
 
@@ -432,18 +430,18 @@ func (c *Correlator) evictOldest() {
 func (c *Correlator) expired(j *journey, fn func(*Packet)) {
 	if c.emit(j, fn) {
 		c.stats.Emitted++
-	} else {
-		c.stats.LateFrees++
 	}
 }
 
 // emit finishes j, hands it to fn (if any) and recycles it, and says
-// whether it was a packet: a late free is handed to no one.
+// whether it was a packet: a late free is handed to no one, only counted.
 func (c *Correlator) emit(j *journey, fn func(*Packet)) (packet bool) {
 	j.list.remove(j)
 	c.byFP.delete(j.ID)
 	packet = !lateFree(j.Steps)
-	if fn != nil && packet {
+	if !packet {
+		c.stats.LateFrees++
+	} else if fn != nil {
 		c.finish(j)
 		fn(&j.Packet)
 	}

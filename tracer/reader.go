@@ -26,10 +26,10 @@ type Reader struct {
 	flush  time.Duration
 	batch  []Event
 	closed atomic.Bool
-	// drained: the event clock up to which the ring has been read, the
+	// handed: the event clock up to which the ring has been read, the
 	// later of when a drain last found it empty and the newest event handed
 	// over; published once the batches read before it were handed over.
-	drained atomic.Uint64
+	handed atomic.Uint64
 	// sleeping: the reader waits with no deadline, and the kernel wakes it
 	// for every event.
 	sleeping atomic.Bool
@@ -119,7 +119,7 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 			r.deliver(handle)
 		}
 		r.deliver(handle)
-		r.drained.Store(max(r.drained.Load(), at))
+		r.handed.Store(max(r.handed.Load(), at))
 		if got == 0 {
 			idle++
 		} else {
@@ -178,7 +178,7 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 // period: far below any journey timeout). A sleeping reader has handed
 // everything over but what the kernel is waking it for.
 func (r *Reader) HandedThrough() uint64 {
-	t := r.drained.Load()
+	t := r.handed.Load()
 	if r.sleeping.Load() {
 		t = Now()
 	}
@@ -190,8 +190,8 @@ func (r *Reader) deliver(handle func([]Event)) {
 		last := r.batch[n-1].Time // the batch is the handler's until it returns
 		handle(r.batch)
 		r.batch = r.batch[:0]
-		if last > r.drained.Load() {
-			r.drained.Store(last)
+		if last > r.handed.Load() {
+			r.handed.Store(last)
 		}
 	}
 }
