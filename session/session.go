@@ -207,7 +207,7 @@ func (s *Session) Run(ctx context.Context, emit func(*journey.Packet) (stop bool
 
 	readErr := make(chan error, 1)
 	go func() {
-		readErr <- s.rd.Run(ctx, s.hand)
+		readErr <- s.rd.RunHandOver(ctx, s.hand)
 		close(s.queue)
 	}()
 
@@ -424,18 +424,13 @@ func keepWaiting(waited time.Duration, ringFill float64) bool {
 
 // hand runs on the reader goroutine. The correlator drains the queue until
 // the reader closes it, even after a cancel, so the last batches of a trace
-// are correlated too.
-func (s *Session) hand(batch []tracer.Event) {
-	var buf []tracer.Event
+// are correlated too. The batch is queued as it is (the reader fills the
+// buffer returned next); one the queue cannot take is counted lost and
+// reused.
+func (s *Session) hand(batch []tracer.Event) []tracer.Event {
 	select {
-	case buf = <-s.free:
-	default:
-		buf = make([]tracer.Event, 0, len(batch))
-	}
-	buf = append(buf, batch...)
-	select {
-	case s.queue <- buf:
-		return
+	case s.queue <- batch:
+		return s.spare(cap(batch))
 	default:
 	}
 	if s.handTimer == nil {
@@ -445,14 +440,25 @@ func (s *Session) hand(batch []tracer.Event) {
 	for keepWaiting(time.Since(start), s.rd.Fill()) {
 		s.handTimer.Reset(handPoll)
 		select {
-		case s.queue <- buf:
+		case s.queue <- batch:
 			s.handTimer.Stop()
-			return
+			return s.spare(cap(batch))
 		case <-s.handTimer.C:
 		}
 	}
 	s.userLost.Add(uint64(len(batch)))
-	s.recycle(buf)
+	return batch[:0]
+}
+
+// spare is a buffer for the reader's next batch: one the correlator is done
+// with, or a new one.
+func (s *Session) spare(n int) []tracer.Event {
+	select {
+	case buf := <-s.free:
+		return buf
+	default:
+		return make([]tracer.Event, 0, n)
+	}
 }
 
 // recycle returns a batch buffer to the free list, or to the collector.

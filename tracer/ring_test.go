@@ -187,6 +187,48 @@ func TestReaderFill(t *testing.T) {
 	}
 }
 
+// A handler that keeps its batches (the session queues them for the
+// correlator) owns them: the reader fills the buffer the handler returns,
+// never one it handed over.
+func TestReaderHandOverKeepsBatches(t *testing.T) {
+	tr, rd := newRingReader(t)
+	const n = 2000
+	if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame(), Repeat: n}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var kept [][]Event
+	got := 0
+	err := rd.RunHandOver(ctx, func(evs []Event) []Event {
+		kept = append(kept, evs)
+		if got += len(evs); got >= n {
+			cancel()
+		}
+		// Both kinds of next buffer: a new one of the reader's own
+		// choosing, and a small one.
+		if len(kept)%2 == 0 {
+			return nil
+		}
+		return make([]Event, 0, 7)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != n || len(kept) < 3 {
+		t.Fatalf("%d events in %d batches, want %d in several", got, len(kept), n)
+	}
+	var prev uint64
+	for i, b := range kept {
+		for _, e := range b {
+			if e.Time < prev {
+				t.Fatalf("batch %d holds an event stamped %d after one stamped %d: a kept batch was refilled", i, e.Time, prev)
+			}
+			prev = e.Time
+		}
+	}
+}
+
 // HandedThrough is the clock the session ages journeys by: it must never
 // pass an event still in the ring or in a handler, and it must follow the
 // wall clock when the reader is idle (awake on its timer, or asleep).
