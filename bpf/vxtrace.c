@@ -31,6 +31,8 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define HDR_UNSET 0xffff
 /* The ring adds an 8-byte header to each record. */
 #define VX_RING_HDR 8
+_Static_assert(VX_EVENT_HEAD_LEN == 56, "vx_batch.ev holds VX_BATCH heads");
+_Static_assert(sizeof(struct vx_batch) == 512, "a batch is eight cache lines");
 
 volatile const struct vx_config cfg = {};
 
@@ -39,6 +41,7 @@ volatile const struct vx_config cfg = {};
 const struct vx_event *unused_event __attribute__((unused));
 const enum vx_state *unused_state __attribute__((unused));
 const struct vx_hop_slot *unused_slot __attribute__((unused));
+const struct vx_batch *unused_batch __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -116,6 +119,15 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* max_entries: user space sets it to the possible CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vx_batch);
+} batches SEC(".maps");
+
 struct scratch {
 	__u8 buf[VX_BUF_LEN];
 	struct vx_parsed p;
@@ -166,11 +178,16 @@ static __always_inline void scratch_put(struct scratch_area *a)
 		a->depth -= 1;
 }
 
-static __always_inline void stat_inc(__u32 idx)
+static __always_inline void stat_add(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 	if (v)
-		*v += 1;
+		*v += n;
+}
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	stat_add(idx, 1);
 }
 
 static __always_inline struct vx_hop_stats *hop_counters(__u32 netns,
@@ -241,22 +258,62 @@ static __always_inline int netns_allowed(__u32 netns)
  * exit here), so the reader is woken once each time the queue grows by
  * another cfg.wakeup_bytes; while events flow it also polls on a short
  * deadline, so events left without a wakeup still reach it in time. A
- * reader that lags is not woken for every event either. */
-static __always_inline __u64 wakeup_flags(__u64 rec_len)
+ * reader that lags is not woken for every event either. asleep: a reader
+ * with nothing to do for a while sleeps without a timer (an idle tracer
+ * costs no CPU) and asks to be woken at once. */
+static __always_inline __u64 wakeup_flags(__u64 rec_len, int asleep)
 {
 	if (!cfg.wakeup_bytes)
 		return 0;
-	/* A reader with nothing to do for a while sleeps without a timer
-	 * (an idle tracer costs no CPU) and asks to be woken at once. */
-	__u32 idx = VX_STATE_READER_ASLEEP;
-	__u64 *asleep = bpf_map_lookup_elem(&state, &idx);
-	if (asleep && *asleep)
+	if (asleep)
 		return BPF_RB_FORCE_WAKEUP;
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	__u64 before = avail > rec_len ? avail - rec_len : 0;
 	if (avail / cfg.wakeup_bytes != before / cfg.wakeup_bytes)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline __u64 state_get(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&state, &idx);
+	return v ? *v : 0;
+}
+
+#define barrier() asm volatile("" ::: "memory")
+
+/* This CPU's batch, taken for the caller; NULL if batching is off or a
+ * program this one interrupted holds it. */
+static __always_inline struct vx_batch *batch_take(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct vx_batch *b = bpf_map_lookup_elem(&batches, &cpu);
+	if (!b || b->busy)
+		return NULL;
+	b->busy = 1;
+	barrier();
+	return b;
+}
+
+static __always_inline void batch_give(struct vx_batch *b)
+{
+	barrier();
+	b->busy = 0;
+}
+
+static __always_inline void batch_flush(struct vx_batch *b, int asleep)
+{
+	__u32 n = b->n;
+	if (!n)
+		return;
+	if (n > VX_BATCH)
+		n = VX_BATCH;
+	__u64 size = n * VX_EVENT_HEAD_LEN;
+	if (bpf_ringbuf_output(&events, b->ev, size, wakeup_flags(size + VX_RING_HDR, asleep)) == 0)
+		stat_add(VX_STAT_EVENTS, n);
+	else
+		stat_add(VX_STAT_LOST, n);
+	b->n = 0;
 }
 
 /* ts: the caller's bpf_ktime_get_ns, or 0 to read the clock here (a read
@@ -291,6 +348,28 @@ static __always_inline int emit(const struct vx_parsed *p, __u64 fp, __u64 skb,
 {
 	struct vx_event *e;
 	__u64 rec;
+	/* Both values share one line, warm on every CPU. */
+	int asleep = state_get(VX_STATE_READER_ASLEEP) != 0;
+	struct vx_batch *b = state_get(VX_STATE_BATCH) ? batch_take() : NULL;
+	if (b) {
+		/* A sleeping reader wants each event now; a drop is news now. */
+		if (!headers && !asleep && hook != VX_HOOK_DROP) {
+			__u32 i = b->n;
+			if (i >= VX_BATCH) {
+				batch_flush(b, asleep);
+				i = 0;
+			}
+			e = (struct vx_event *)(b->ev + (i & (VX_BATCH - 1)) * VX_EVENT_HEAD_LEN);
+			emit_head(e, p, fp, skb, netns, ifindex, len, hook, flags, reason, location, ts);
+			b->n = i + 1;
+			if (i + 1 >= VX_BATCH)
+				batch_flush(b, asleep);
+			batch_give(b);
+			return 0;
+		}
+		batch_flush(b, asleep);
+		batch_give(b);
+	}
 	/* Two reservations of constant size: the verifier bounds each. */
 	if (headers) {
 		rec = sizeof(*e) + VX_RING_HDR;
@@ -307,7 +386,7 @@ static __always_inline int emit(const struct vx_parsed *p, __u64 fp, __u64 skb,
 			goto lost;
 		emit_head(e, p, fp, skb, netns, ifindex, len, hook, flags, reason, location, ts);
 	}
-	bpf_ringbuf_submit(e, wakeup_flags(rec));
+	bpf_ringbuf_submit(e, wakeup_flags(rec, asleep));
 	stat_inc(VX_STAT_EVENTS);
 	return 0;
 lost:
@@ -1036,5 +1115,19 @@ int BPF_KPROBE(kprobe_br_forward, const struct net_bridge_port *to,
 	       struct sk_buff *skb)
 {
 	on_br_forward(to, skb);
+	return 0;
+}
+
+/* Run by user space (BPF_PROG_TEST_RUN on the CPU) where a batch waits: a
+ * CPU that went quiet would keep its last events. Returns 1 when a program
+ * this run interrupted holds the batch: user space tries again later. */
+SEC("raw_tp")
+int flush_batch(void *ctx)
+{
+	struct vx_batch *b = batch_take();
+	if (!b)
+		return 1;
+	batch_flush(b, state_get(VX_STATE_READER_ASLEEP) != 0);
+	batch_give(b);
 	return 0;
 }

@@ -41,7 +41,8 @@ enum vx_stat {
 /* Index of the u64 values in the "state" array. */
 enum vx_state {
 	VX_STATE_READER_ASLEEP = 0, /* set by user space: wake it for every event */
-	VX_STATE_MAX = 1,
+	VX_STATE_BATCH = 1,	    /* set by user space: it flushes the batches (vx_batch) */
+	VX_STATE_MAX = 2,
 };
 
 struct vx_tuple {
@@ -76,6 +77,26 @@ struct vx_event {
 };
 
 #define VX_EVENT_HEAD_LEN __builtin_offsetof(struct vx_event, inner)
+
+/* Head-only records wait in their CPU's batch and reach the ring together,
+ * up to VX_BATCH to a record (n * VX_EVENT_HEAD_LEN bytes): a reservation
+ * takes the ring's lock with interrupts off, and in this kind of guest
+ * turning them back on is dear. A batch goes to the ring when it is full,
+ * before any other record of its CPU (a whole record, a drop: so that a
+ * CPU's records stay in order), and when user space flushes it: it runs
+ * flush_batch on a CPU whose batch waits, at least every few ms. busy: a
+ * program on this CPU is using the batch; one that interrupts it (an
+ * interrupt nests, it does not interleave) writes to the ring directly.
+ * One value per possible CPU in an mmapable array, eight cache lines each,
+ * so that user space sees which CPUs wait without a system call. */
+#define VX_BATCH 8
+
+struct vx_batch {
+	__u32 n;
+	__u32 busy;
+	__u8 ev[VX_BATCH * 56]; /* VX_EVENT_HEAD_LEN each */
+	__u8 pad[512 - 8 - VX_BATCH * 56];
+};
 
 /* addr and mask are in network byte order, as four 32-bit words (IPv4 uses
  * the first); user space masks addr, so a match is (a & mask) == addr. */

@@ -96,6 +96,26 @@ const (
 
 var errShortEvent = errors.New("short event record")
 
+// appendRecord decodes one ring record into evs, which must have room for
+// its recordEvents: a whole event, or up to a batch of heads (a CPU's
+// batch, flushed at once). A record that decodes to nothing is skipped.
+func appendRecord(evs []Event, raw []byte) []Event {
+	if recordEvents(uint64(len(raw))) > 1 {
+		for off := 0; off+EventHeadSize <= len(raw) && len(evs) < cap(evs); off += EventHeadSize {
+			evs = evs[:len(evs)+1]
+			if DecodeEvent(raw[off:off+EventHeadSize], &evs[len(evs)-1]) != nil {
+				evs = evs[:len(evs)-1]
+			}
+		}
+		return evs
+	}
+	evs = evs[:len(evs)+1]
+	if DecodeEvent(raw, &evs[len(evs)-1]) != nil {
+		evs = evs[:len(evs)-1]
+	}
+	return evs
+}
+
 // DecodeEvent fills e from a raw ring-buffer record. It does not allocate:
 // the reader calls it once per event on the hot path.
 func DecodeEvent(b []byte, e *Event) error {

@@ -35,6 +35,10 @@ func TestLayout(t *testing.T) {
 		{"vx_tc_slot.bytes", unsafe.Offsetof(vxtraceVxTcSlot{}.Bytes), 40},
 		{"vx_tc_slot.rx", unsafe.Offsetof(vxtraceVxTcSlot{}.Rx), 48},
 		{"vx_tc_slot.tx", unsafe.Offsetof(vxtraceVxTcSlot{}.Tx), 56},
+		// batcher.flush reads n and the first event's stamp by hand.
+		{"sizeof(vx_batch)", unsafe.Sizeof(vxtraceVxBatch{}), batchSize},
+		{"vx_batch.ev", unsafe.Offsetof(vxtraceVxBatch{}.Ev), 8},
+		{"VX_BATCH heads", unsafe.Sizeof(vxtraceVxBatch{}.Ev), batchEvents * EventHeadSize},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

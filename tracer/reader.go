@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,30 @@ type Reader struct {
 	// mu is held while Run reads the mapped ring, so that Close unmaps it
 	// only once Run has let go.
 	mu sync.Mutex
+	// batcher flushes the CPUs' batches of events (nil: the kernel does
+	// not batch). flushedAt: every event stamped before it has left the
+	// batches for the ring; the reader's clocks do not pass it.
+	batcher   *batcher
+	flushedAt uint64
+}
+
+// While events flow the reader flushes the batches at most every
+// flushEvery, those whose first event is flushAge old (younger ones its
+// CPU's next packet flushes): an event waits for the reader at most about
+// flushAge and a flush period. A sleeping reader gets every event at once.
+// Both are well within HandedThrough's slack.
+const (
+	flushEvery = DefaultFlush / 2
+	flushAge   = time.Millisecond
+)
+
+// noBatches is the first flushedAt: with no batches no event waits, and
+// the clocks follow the ring alone.
+func noBatches(b *batcher) uint64 {
+	if b == nil {
+		return math.MaxUint64
+	}
+	return 0
 }
 
 // idleFlushes: this many flush periods without an event, and the reader
@@ -68,11 +93,14 @@ func (t *Tracer) NewReader(batchSize int, flush time.Duration) (*Reader, error) 
 	if batchSize <= 0 {
 		batchSize = 256
 	}
+	// A record holds up to a whole batch of events.
+	batchSize = max(batchSize, batchEvents)
 	if flush <= 0 {
 		flush = DefaultFlush
 	}
 	return &Reader{ring: rg, state: t.maps.State, ready: os.NewFile(uintptr(fd), "vxtrace-events"),
-		flush: flush, batch: make([]Event, 0, batchSize)}, nil
+		flush: flush, batch: make([]Event, 0, batchSize), batcher: t.batch,
+		flushedAt: noBatches(t.batch)}, nil
 }
 
 // Run reads until the reader is closed or ctx is done, calling handle with
@@ -98,12 +126,7 @@ func (r *Reader) RunHandOver(ctx context.Context, handle func([]Event) []Event) 
 	stop := context.AfterFunc(ctx, func() { r.Close() })
 	defer stop()
 	defer func() { _ = r.setAsleep(false) }()
-	decode := func(raw []byte) {
-		r.batch = r.batch[:len(r.batch)+1]
-		if DecodeEvent(raw, &r.batch[len(r.batch)-1]) != nil {
-			r.batch = r.batch[:len(r.batch)-1]
-		}
-	}
+	decode := func(raw []byte) { r.batch = appendRecord(r.batch, raw) }
 	idle := 0
 	for {
 		// Batches are handed over with the ring unlocked: handle may
@@ -118,20 +141,23 @@ func (r *Reader) RunHandOver(ctx context.Context, handle func([]Event) []Event) 
 				return nil
 			}
 			at = Now()
-			n, err := r.ring.drain(cap(r.batch)-len(r.batch), decode)
+			if r.batcher != nil && at-r.flushedAt >= uint64(flushEvery) {
+				r.flushBatches(at, uint64(flushAge))
+			}
+			n, more, err := r.ring.drain(cap(r.batch)-len(r.batch), decode)
 			r.mu.Unlock()
 			got += n
 			if err != nil {
 				r.deliver(handle)
 				return fmt.Errorf("reading ring buffer: %w", err)
 			}
-			if len(r.batch) < cap(r.batch) {
+			if !more && len(r.batch) < cap(r.batch) {
 				break
 			}
 			r.deliver(handle)
 		}
 		r.deliver(handle)
-		r.handed.Store(max(r.handed.Load(), at))
+		r.handed.Store(max(r.handed.Load(), min(at, r.flushedAt)))
 		if got == 0 {
 			idle++
 		} else {
@@ -150,6 +176,13 @@ func (r *Reader) RunHandOver(ctx context.Context, handle func([]Event) []Event) 
 			// (available).
 			if r.setAsleep(true) == nil {
 				asleep, deadline = true, time.Time{}
+				// From now on the kernel sends each event at
+				// once: what waits in the batches goes first.
+				r.mu.Lock()
+				if !r.closed.Load() {
+					r.flushBatches(Now(), 0)
+				}
+				r.mu.Unlock()
 				r.sleeping.Store(true)
 			}
 		}
@@ -197,9 +230,24 @@ func (r *Reader) HandedThrough() uint64 {
 	return max(t, uint64(r.flush)) - uint64(r.flush)
 }
 
+// flushBatches sends the CPUs' waiting batches older than minAge to the
+// ring (r.mu held), and moves flushedAt to at, or to just before the
+// oldest event it left in a batch.
+func (r *Reader) flushBatches(at, minAge uint64) {
+	if r.batcher == nil {
+		return
+	}
+	if waiting := r.batcher.flush(at, minAge); waiting != 0 && waiting <= at {
+		at = waiting - 1
+	}
+	r.flushedAt = max(r.flushedAt, at)
+}
+
 func (r *Reader) deliver(handle func([]Event) []Event) {
 	if n := len(r.batch); n > 0 {
-		last := r.batch[n-1].Time // the batch is the handler's until it returns
+		// An event in a batch not yet flushed may be older than the
+		// last one handed over.
+		last := min(r.batch[n-1].Time, r.flushedAt) // the batch is the handler's until it returns
 		next := handle(r.batch)
 		if cap(next) == 0 {
 			next = make([]Event, 0, cap(r.batch))

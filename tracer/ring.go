@@ -89,13 +89,12 @@ var errRingCorrupt = errors.New("ring buffer record runs past the producer posit
 // slice points into the ring: fn must copy what it keeps. The consumer
 // position is published every publishEvery bytes (so a long drain frees
 // room for the producer as it goes) and at the end.
-func (r *ring) drain(limit int, fn func([]byte)) (int, error) {
+func (r *ring) drain(limit int, fn func([]byte)) (n int, more bool, err error) {
 	const publishEvery = 64 << 10
 	prod := atomic.LoadUint64(r.prod)
 	cons := atomic.LoadUint64(r.cons)
-	start, n := cons, 0
-	var err error
-	for cons < prod && n < limit {
+	start := cons
+	for cons < prod {
 		if prod-cons < ringHdrSize {
 			err = errRingCorrupt
 			break
@@ -113,6 +112,11 @@ func (r *ring) drain(limit int, fn func([]byte)) (int, error) {
 			break
 		}
 		if hdr&ringDiscardBit == 0 {
+			cost := recordEvents(dlen)
+			if n+cost > limit {
+				more = true
+				break
+			}
 			// Headers are 8-byte aligned in a ring of a power of
 			// two bytes, so only the data can wrap.
 			off := (cons + ringHdrSize) & r.mask
@@ -121,7 +125,7 @@ func (r *ring) drain(limit int, fn func([]byte)) (int, error) {
 			} else {
 				fn(r.whole(off, dlen))
 			}
-			n++
+			n += cost
 		}
 		cons = next
 		if cons-start >= publishEvery {
@@ -130,7 +134,16 @@ func (r *ring) drain(limit int, fn func([]byte)) (int, error) {
 		}
 	}
 	atomic.StoreUint64(r.cons, cons)
-	return n, err
+	return n, more, err
+}
+
+// recordEvents is how many events a record of dlen bytes holds: a batch of
+// heads, or one event.
+func recordEvents(dlen uint64) int {
+	if dlen > EventHeadSize && dlen != EventSize && dlen%EventHeadSize == 0 {
+		return int(dlen / EventHeadSize)
+	}
+	return 1
 }
 
 // whole copies a record's data that runs past the end of the ring and on

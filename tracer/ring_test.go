@@ -49,7 +49,7 @@ func (f *fakeRing) write(data []byte, busy, discard bool) {
 func (f *fakeRing) drain(t *testing.T, limit int) [][]byte {
 	t.Helper()
 	var got [][]byte
-	if _, err := f.r.drain(limit, func(b []byte) { got = append(got, bytes.Clone(b)) }); err != nil {
+	if _, _, err := f.r.drain(limit, func(b []byte) { got = append(got, bytes.Clone(b)) }); err != nil {
 		t.Fatal(err)
 	}
 	return got
@@ -124,7 +124,7 @@ func TestRingDrainCorrupt(t *testing.T) {
 	f := newFakeRing(256)
 	f.write(record(1, 16), false, false)
 	binary.LittleEndian.PutUint32(f.r.data[0:], 200)
-	if _, err := f.r.drain(10, func([]byte) {}); err == nil {
+	if _, _, err := f.r.drain(10, func([]byte) {}); err == nil {
 		t.Fatal("a record past the producer position read without error")
 	}
 }
@@ -295,8 +295,9 @@ func TestReaderHandedThrough(t *testing.T) {
 // held until the correlator's bound evicts them), and never pass one still
 // in the ring.
 func TestReaderHandedThroughBacklog(t *testing.T) {
-	tr := newBenchTracer(t, Config{RingSize: 1 << 20})
-	const batch, flush = 4, 5 * time.Millisecond
+	// Each event a record of its own: the ring's order is the test's.
+	tr := newBenchTracer(t, Config{RingSize: 1 << 20, NoBatch: true})
+	const batch, flush = batchEvents, 5 * time.Millisecond
 	rd, err := tr.NewReader(batch, flush)
 	if err != nil {
 		t.Fatal(err)
@@ -378,5 +379,64 @@ func TestNowIsClockMonotonic(t *testing.T) {
 		if n < before || n > after {
 			t.Fatalf("Now %d outside [%d, %d] of CLOCK_MONOTONIC", n, before, after)
 		}
+	}
+}
+
+// Heads wait in their CPU's batch (struct vx_batch) and reach the ring as
+// one record when flushed; the reader hands over each event of it, in
+// order, and the kernel counts each as written.
+func TestBatchedEvents(t *testing.T) {
+	tr := newBenchTracer(t, Config{RingSize: 1 << 20, HeadersAfter: time.Minute})
+	rd, err := tr.NewReader(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rd.Close() })
+	if tr.batch == nil {
+		t.Fatal("batching did not start on this kernel")
+	}
+	const runs = 5
+	// One skb for every run: the first starts a packet (a whole record),
+	// the others are its heads.
+	if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame(), Repeat: runs}); err != nil {
+		t.Fatal(err)
+	}
+	whole := float64(EventSize+8) / (1 << 20)
+	if f := rd.Fill(); f != whole {
+		t.Fatalf("before the flush the ring holds %.0f bytes, want the first event's record alone (%d)", f*(1<<20), EventSize+8)
+	}
+	if st, _ := tr.Stats(); st.Events != 1 {
+		t.Fatalf("%d events counted written before the flush, want 1", st.Events)
+	}
+	tr.batch.flush(Now(), 0)
+	if f, want := rd.Fill(), whole+float64(8+(runs-1)*EventHeadSize)/(1<<20); f != want {
+		t.Fatalf("after the flush the ring holds %.0f bytes, want %.0f: the heads in one record", f*(1<<20), want*(1<<20))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var got []Event
+	if err := rd.Run(ctx, func(evs []Event) {
+		if got = append(got, evs...); len(got) >= runs {
+			cancel()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != runs {
+		t.Fatalf("%d events read, want %d", len(got), runs)
+	}
+	for i, e := range got {
+		if e.Skb != got[0].Skb || e.FP != got[0].FP || e.Hook != got[0].Hook {
+			t.Errorf("event %d: skb %x fp %x hook %v, want the first event's %x %x %v", i, e.Skb, e.FP, e.Hook, got[0].Skb, got[0].FP, got[0].Hook)
+		}
+		if i > 0 && e.Time <= got[i-1].Time {
+			t.Errorf("event %d stamped %d, not after event %d (%d)", i, e.Time, i-1, got[i-1].Time)
+		}
+		if heads := i > 0; heads != (e.Inner.Family == 0) {
+			t.Errorf("event %d: inner family %d; only the first carries the headers", i, e.Inner.Family)
+		}
+	}
+	if st, _ := tr.Stats(); st.Events != runs || st.Lost != 0 {
+		t.Errorf("stats %+v, want %d written and none lost", st, runs)
 	}
 }

@@ -38,9 +38,12 @@ type Config struct {
 	// carries its headers again (user space may have ended its journey).
 	// Default 50 ms: half the correlator's default grace.
 	HeadersAfter time.Duration
-	RingSize     int    // bytes, a power of two; default 16 MiB
-	WakeupBytes  uint32 // default: an eighth of the ring
-	TCEvents     bool   // TC programs emit events too (tests, fallback)
+	RingSize     int // bytes, a power of two; default 16 MiB
+	// NoBatch writes each event to the ring on its own, as the kernel
+	// makes it (tests that read the ring record by record).
+	NoBatch     bool
+	WakeupBytes uint32 // default: an eighth of the ring
+	TCEvents    bool   // TC programs emit events too (tests, fallback)
 	// TracepointsFind: the rx/tx tracepoints parse every packet to find
 	// the ones the filter wants, as they must without TC. By default the
 	// TC programs on the hops find them, and the tracepoints only follow
@@ -76,7 +79,8 @@ type Tracer struct {
 	// tcMem maps tc_slots; retired keeps the TC counts of hops whose
 	// slots were freed when they went away.
 	tcMem   *ebpf.Memory
-	tcBuf   []byte // eachTCSlot's reads
+	batch   *batcher // nil: every record goes to the ring on its own
+	tcBuf   []byte   // eachTCSlot's reads
 	retired map[topo.Key]HopCounters
 	feat    Features
 	closed  bool
@@ -165,12 +169,18 @@ func New(cfg Config) (_ *Tracer, err error) {
 	}
 	t.spec.Maps["events"].MaxEntries = uint32(cfg.RingSize)
 	t.spec.Maps["tc_slots"].MaxEntries = uint32(ebpf.MustPossibleCPU()) << tcSlotBits
+	t.spec.Maps["batches"].MaxEntries = uint32(ebpf.MustPossibleCPU())
 
 	if err := t.spec.LoadAndAssign(&t.maps, nil); err != nil {
 		return nil, fmt.Errorf("creating BPF maps: %w", err)
 	}
 	if t.tcMem, err = t.maps.TcSlots.Memory(); err != nil {
 		return nil, fmt.Errorf("mapping the TC counters: %w", err)
+	}
+	if !cfg.NoBatch {
+		if err := t.startBatching(); err != nil {
+			t.feat.notice("events not batched (%v): one ring record per event", err)
+		}
 	}
 	for _, ino := range cfg.NetNS {
 		if err := t.maps.NetnsFilter.Put(ino, uint8(1)); err != nil {
@@ -402,6 +412,8 @@ func (t *Tracer) Close() error {
 	closePrograms(t.tc.Ingress, t.tc.Egress)
 	closePrograms(t.devProgs...)
 	t.devProgs = nil
+	t.batch.close()
+	t.batch = nil
 	errs = append(errs, t.maps.Close())
 	return errors.Join(errs...)
 }

@@ -99,6 +99,14 @@ type vxtraceScratchArea struct {
 	}
 }
 
+type vxtraceVxBatch struct {
+	_    structs.HostLayout
+	N    uint32
+	Busy uint32
+	Ev   [448]uint8
+	Pad  [56]uint8
+}
+
 type vxtraceVxConfig struct {
 	_   structs.HostLayout
 	Src struct {
@@ -217,7 +225,8 @@ type vxtraceVxState uint32
 
 const (
 	vxtraceVxStateVX_STATE_READER_ASLEEP vxtraceVxState = 0
-	vxtraceVxStateVX_STATE_MAX           vxtraceVxState = 1
+	vxtraceVxStateVX_STATE_BATCH         vxtraceVxState = 1
+	vxtraceVxStateVX_STATE_MAX           vxtraceVxState = 2
 )
 
 type vxtraceVxTcSlot struct {
@@ -248,6 +257,7 @@ type vxtraceVxTrack struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	vxtraceMapBatches             = "batches"
 	vxtraceMapDropStats           = "drop_stats"
 	vxtraceMapEvents              = "events"
 	vxtraceMapHopSlots            = "hop_slots"
@@ -260,6 +270,7 @@ const (
 	vxtraceMapTcSlots             = "tc_slots"
 	vxtraceMapTracked             = "tracked"
 	vxtraceProgFentryBrForward    = "fentry_br_forward"
+	vxtraceProgFlushBatch         = "flush_batch"
 	vxtraceProgKprobeBrForward    = "kprobe_br_forward"
 	vxtraceProgRawConsumeSkb      = "raw_consume_skb"
 	vxtraceProgRawKfreeSkb        = "raw_kfree_skb"
@@ -272,6 +283,7 @@ const (
 	vxtraceProgTpNetDevStartXmit  = "tp_net_dev_start_xmit"
 	vxtraceProgTpNetifReceiveSkb  = "tp_netif_receive_skb"
 	vxtraceVarCfg                 = "cfg"
+	vxtraceVarUnusedBatch         = "unused_batch"
 	vxtraceVarUnusedEvent         = "unused_event"
 	vxtraceVarUnusedSlot          = "unused_slot"
 	vxtraceVarUnusedState         = "unused_state"
@@ -320,6 +332,7 @@ type vxtraceSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type vxtraceProgramSpecs struct {
 	FentryBrForward    *ebpf.ProgramSpec `ebpf:"fentry_br_forward"`
+	FlushBatch         *ebpf.ProgramSpec `ebpf:"flush_batch"`
 	KprobeBrForward    *ebpf.ProgramSpec `ebpf:"kprobe_br_forward"`
 	RawConsumeSkb      *ebpf.ProgramSpec `ebpf:"raw_consume_skb"`
 	RawKfreeSkb        *ebpf.ProgramSpec `ebpf:"raw_kfree_skb"`
@@ -337,6 +350,7 @@ type vxtraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vxtraceMapSpecs struct {
+	Batches     *ebpf.MapSpec `ebpf:"batches"`
 	DropStats   *ebpf.MapSpec `ebpf:"drop_stats"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	HopSlots    *ebpf.MapSpec `ebpf:"hop_slots"`
@@ -355,6 +369,7 @@ type vxtraceMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type vxtraceVariableSpecs struct {
 	Cfg         *ebpf.VariableSpec `ebpf:"cfg"`
+	UnusedBatch *ebpf.VariableSpec `ebpf:"unused_batch"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedSlot  *ebpf.VariableSpec `ebpf:"unused_slot"`
 	UnusedState *ebpf.VariableSpec `ebpf:"unused_state"`
@@ -380,6 +395,7 @@ func (o *vxtraceObjects) Close() error {
 //
 // It can be passed to loadVxtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vxtraceMaps struct {
+	Batches     *ebpf.Map `ebpf:"batches"`
 	DropStats   *ebpf.Map `ebpf:"drop_stats"`
 	Events      *ebpf.Map `ebpf:"events"`
 	HopSlots    *ebpf.Map `ebpf:"hop_slots"`
@@ -395,6 +411,7 @@ type vxtraceMaps struct {
 
 func (m *vxtraceMaps) Close() error {
 	return _VxtraceClose(
+		m.Batches,
 		m.DropStats,
 		m.Events,
 		m.HopSlots,
@@ -414,6 +431,7 @@ func (m *vxtraceMaps) Close() error {
 // It can be passed to loadVxtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vxtraceVariables struct {
 	Cfg         *ebpf.Variable `ebpf:"cfg"`
+	UnusedBatch *ebpf.Variable `ebpf:"unused_batch"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	UnusedSlot  *ebpf.Variable `ebpf:"unused_slot"`
 	UnusedState *ebpf.Variable `ebpf:"unused_state"`
@@ -424,6 +442,7 @@ type vxtraceVariables struct {
 // It can be passed to loadVxtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vxtracePrograms struct {
 	FentryBrForward    *ebpf.Program `ebpf:"fentry_br_forward"`
+	FlushBatch         *ebpf.Program `ebpf:"flush_batch"`
 	KprobeBrForward    *ebpf.Program `ebpf:"kprobe_br_forward"`
 	RawConsumeSkb      *ebpf.Program `ebpf:"raw_consume_skb"`
 	RawKfreeSkb        *ebpf.Program `ebpf:"raw_kfree_skb"`
@@ -440,6 +459,7 @@ type vxtracePrograms struct {
 func (p *vxtracePrograms) Close() error {
 	return _VxtraceClose(
 		p.FentryBrForward,
+		p.FlushBatch,
 		p.KprobeBrForward,
 		p.RawConsumeSkb,
 		p.RawKfreeSkb,
