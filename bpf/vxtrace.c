@@ -32,7 +32,7 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 /* The ring adds an 8-byte header to each record. */
 #define VX_RING_HDR 8
 _Static_assert(VX_EVENT_HEAD_LEN == 56, "vx_batch.ev holds VX_BATCH heads");
-_Static_assert(sizeof(struct vx_batch) == 512, "a batch is eight cache lines");
+_Static_assert(sizeof(struct vx_batch) == 1024, "a batch is 16 cache lines");
 
 volatile const struct vx_config cfg = {};
 

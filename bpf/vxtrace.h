@@ -87,15 +87,15 @@ struct vx_event {
  * flush_batch on a CPU whose batch waits, at least every few ms. busy: a
  * program on this CPU is using the batch; one that interrupts it (an
  * interrupt nests, it does not interleave) writes to the ring directly.
- * One value per possible CPU in an mmapable array, eight cache lines each,
+ * One value per possible CPU in an mmapable array, 16 cache lines each,
  * so that user space sees which CPUs wait without a system call. */
-#define VX_BATCH 8
+#define VX_BATCH 16
 
 struct vx_batch {
 	__u32 n;
 	__u32 busy;
 	__u8 ev[VX_BATCH * 56]; /* VX_EVENT_HEAD_LEN each */
-	__u8 pad[512 - 8 - VX_BATCH * 56];
+	__u8 pad[1024 - 8 - VX_BATCH * 56];
 };
 
 /* addr and mask are in network byte order, as four 32-bit words (IPv4 uses

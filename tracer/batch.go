@@ -13,8 +13,8 @@ import (
 // write a CPU's heads to the ring up to batchEvents at a time, and user
 // space flushes the batches left waiting.
 const (
-	batchEvents = 8
-	batchSize   = 512 // sizeof(struct vx_batch)
+	batchEvents = 16
+	batchSize   = 1024 // sizeof(struct vx_batch)
 )
 
 // batcher flushes the CPUs' batches: it runs flush_batch on each CPU whose

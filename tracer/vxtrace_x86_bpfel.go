@@ -103,8 +103,8 @@ type vxtraceVxBatch struct {
 	_    structs.HostLayout
 	N    uint32
 	Busy uint32
-	Ev   [448]uint8
-	Pad  [56]uint8
+	Ev   [896]uint8
+	Pad  [120]uint8
 }
 
 type vxtraceVxConfig struct {
