@@ -177,7 +177,10 @@ func (r *Reader) RunHandOver(ctx context.Context, handle func([]Event) []Event) 
 			if r.setAsleep(true) == nil {
 				asleep, deadline = true, time.Time{}
 				// From now on the kernel sends each event at
-				// once: what waits in the batches goes first.
+				// once: what waits in the batches goes first. (A
+				// program that read the flag a moment before it
+				// was set may still add one event to its batch:
+				// its CPU's next event takes it along.)
 				r.mu.Lock()
 				if !r.closed.Load() {
 					r.flushBatches(Now(), 0)
