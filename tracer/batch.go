@@ -28,25 +28,27 @@ type batcher struct {
 // startBatching loads flush_batch, runs it once to learn that the kernel
 // runs it on a chosen CPU, and turns batching on. Without it every record
 // goes to the ring on its own, as before batching: slower, never wrong.
-func (t *Tracer) startBatching() error {
+func (t *Tracer) startBatching() (err error) {
 	var p struct {
 		Flush *ebpf.Program `ebpf:"flush_batch"`
 	}
 	if err := t.spec.LoadAndAssign(&p, t.loadOpts()); err != nil {
 		return fmt.Errorf("loading the batch flush program: %w", verifierDetail(err))
 	}
+	defer func() {
+		if err != nil {
+			p.Flush.Close()
+		}
+	}()
 	mem, err := t.maps.Batches.Memory()
 	if err != nil {
-		p.Flush.Close()
 		return fmt.Errorf("mapping the batches: %w", err)
 	}
 	b := &batcher{prog: p.Flush, mem: mem, cpus: int(t.maps.Batches.MaxEntries())}
 	if err := b.run(0); err != nil {
-		p.Flush.Close()
 		return err
 	}
 	if err := t.maps.State.Update(uint32(vxtraceVxStateVX_STATE_BATCH), uint64(1), ebpf.UpdateAny); err != nil {
-		p.Flush.Close()
 		return fmt.Errorf("turning batching on: %w", err)
 	}
 	t.batch = b
@@ -71,8 +73,11 @@ func (b *batcher) run(cpu int) error {
 // the reader's thread waits for it: ~0.2 ms of the tracer's CPU in this
 // guest), so a batch that its CPU's next packet will flush within
 // microseconds is left alone. It returns the stamp of the oldest event left
-// waiting, or 0.
+// waiting, or 0 (always with no batches: b nil).
 func (b *batcher) flush(now, minAge uint64) (waiting uint64) {
+	if b == nil {
+		return 0
+	}
 	var head [16]byte // n, busy, the first event's stamp
 	for cpu := range b.cpus {
 		off := int64(cpu) * batchSize
