@@ -31,8 +31,8 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define HDR_UNSET 0xffff
 /* The ring adds an 8-byte header to each record. */
 #define VX_RING_HDR 8
-_Static_assert(VX_EVENT_HEAD_LEN == 56, "vx_batch.ev holds VX_BATCH heads");
-_Static_assert(sizeof(struct vx_batch) == 1024, "a batch is 16 cache lines");
+_Static_assert(VX_EVENT_HEAD_LEN == 56, "tracer.EventHeadSize");
+_Static_assert(sizeof(struct vx_batch) == VX_BATCH_SIZE, "batches are whole cache lines");
 
 volatile const struct vx_config cfg = {};
 
@@ -40,6 +40,7 @@ volatile const struct vx_config cfg = {};
  * user space as ring-buffer bytes or map keys. */
 const struct vx_event *unused_event __attribute__((unused));
 const enum vx_state *unused_state __attribute__((unused));
+const enum vx_event_flags *unused_flags __attribute__((unused));
 const struct vx_hop_slot *unused_slot __attribute__((unused));
 const struct vx_batch *unused_batch __attribute__((unused));
 
@@ -303,17 +304,34 @@ static __always_inline void batch_give(struct vx_batch *b)
 
 static __always_inline void batch_flush(struct vx_batch *b, int asleep)
 {
+	__u32 len = b->len;
 	__u32 n = b->n;
-	if (!n)
+	if (!len)
 		return;
-	if (n > VX_BATCH)
-		n = VX_BATCH;
-	__u64 size = n * VX_EVENT_HEAD_LEN;
-	if (bpf_ringbuf_output(&events, b->ev, size, wakeup_flags(size + VX_RING_HDR, asleep)) == 0)
+	if (len > VX_BATCH_BYTES)
+		len = VX_BATCH_BYTES;
+	if (bpf_ringbuf_output(&events, b->ev, len, wakeup_flags(len + VX_RING_HDR, asleep)) == 0)
 		stat_add(VX_STAT_EVENTS, n);
 	else
 		stat_add(VX_STAT_LOST, n);
+	b->len = 0;
 	b->n = 0;
+}
+
+/* Room for a record of size bytes (a constant at each call: the verifier
+ * bounds the offset with it) at the end of the batch b, flushed first if it
+ * has none; counted in. */
+static __always_inline struct vx_event *batch_slot(struct vx_batch *b, const __u32 size,
+						   int asleep)
+{
+	__u32 off = b->len;
+	if (off > VX_BATCH_BYTES - size) {
+		batch_flush(b, asleep);
+		off = 0;
+	}
+	b->len = off + size;
+	b->n += 1;
+	return (struct vx_event *)(b->ev + off);
 }
 
 /* ts: the caller's bpf_ktime_get_ns, or 0 to read the clock here (a read
@@ -337,6 +355,13 @@ static __always_inline void emit_head(struct vx_event *e, const struct vx_parsed
 	e->flags = p->flags | flags;
 }
 
+static __always_inline void emit_headers(struct vx_event *e, const struct vx_parsed *p)
+{
+	e->flags |= VX_F_HEADERS;
+	e->inner = p->inner;
+	e->outer = p->outer;
+}
+
 /* headers: the record carries the packet's headers (inner and outer
  * tuples). Most events of a followed packet need not: its journey has them
  * from its first event, and the head alone is one cache line of the ring
@@ -353,16 +378,17 @@ static __always_inline int emit(const struct vx_parsed *p, __u64 fp, __u64 skb,
 	struct vx_batch *b = state_get(VX_STATE_BATCH) ? batch_take() : NULL;
 	if (b) {
 		/* A sleeping reader wants each event now; a drop is news now. */
-		if (!headers && !asleep && hook != VX_HOOK_DROP) {
-			__u32 i = b->n;
-			if (i >= VX_BATCH) {
-				batch_flush(b, asleep);
-				i = 0;
+		if (!asleep && hook != VX_HOOK_DROP) {
+			if (headers) {
+				e = batch_slot(b, sizeof(*e), asleep);
+				emit_head(e, p, fp, skb, netns, ifindex, len, hook, flags, reason, location, ts);
+				emit_headers(e, p);
+			} else {
+				e = batch_slot(b, VX_EVENT_HEAD_LEN, asleep);
+				emit_head(e, p, fp, skb, netns, ifindex, len, hook, flags, reason, location, ts);
 			}
-			e = (struct vx_event *)(b->ev + (i & (VX_BATCH - 1)) * VX_EVENT_HEAD_LEN);
-			emit_head(e, p, fp, skb, netns, ifindex, len, hook, flags, reason, location, ts);
-			b->n = i + 1;
-			if (i + 1 >= VX_BATCH)
+			/* Full when not even a head fits. */
+			if (b->len > VX_BATCH_BYTES - VX_EVENT_HEAD_LEN)
 				batch_flush(b, asleep);
 			batch_give(b);
 			return 0;
@@ -377,8 +403,7 @@ static __always_inline int emit(const struct vx_parsed *p, __u64 fp, __u64 skb,
 		if (!e)
 			goto lost;
 		emit_head(e, p, fp, skb, netns, ifindex, len, hook, flags, reason, location, ts);
-		e->inner = p->inner;
-		e->outer = p->outer;
+		emit_headers(e, p);
 	} else {
 		rec = VX_EVENT_HEAD_LEN + VX_RING_HDR;
 		e = bpf_ringbuf_reserve(&events, VX_EVENT_HEAD_LEN, 0);

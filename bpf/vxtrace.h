@@ -27,6 +27,10 @@ enum vx_event_flags {
 	VX_F_TRUNCATED = 1 << 3, /* headers ended before the L4 header */
 	VX_F_FRAGMENT = 1 << 4,	 /* inner IPv4 fragment: no L4 header */
 	VX_F_TC = 1 << 5,	 /* seen by a TC program on a hop interface */
+	/* The record goes on past the head with the inner and outer tuples:
+	 * a ring record holds a sequence of events (a CPU's batch), each
+	 * sized by this flag. */
+	VX_F_HEADERS = 1 << 6,
 };
 
 /* Index of struct vx_stats counters in the per-CPU "stats" array. */
@@ -78,24 +82,26 @@ struct vx_event {
 
 #define VX_EVENT_HEAD_LEN __builtin_offsetof(struct vx_event, inner)
 
-/* Head-only records wait in their CPU's batch and reach the ring together,
- * up to VX_BATCH to a record (n * VX_EVENT_HEAD_LEN bytes): a reservation
- * takes the ring's lock with interrupts off, and in this kind of guest
- * turning them back on is dear. A batch goes to the ring when it is full,
- * before any other record of its CPU (a whole record, a drop: so that a
- * CPU's records stay in order), and when user space flushes it: it runs
+/* Records wait in their CPU's batch and reach the ring together, as many
+ * as fit in VX_BATCH_BYTES (a head is VX_EVENT_HEAD_LEN bytes, a whole
+ * event sizeof(struct vx_event), told apart by VX_F_HEADERS): a
+ * reservation takes the ring's lock with interrupts off, and in this kind
+ * of guest turning them back on is dear. A batch goes to the ring when it
+ * is full, before a drop of its CPU (a drop is news now, and each CPU's
+ * records stay in order), and when user space flushes it: it runs
  * flush_batch on a CPU whose batch waits, at least every few ms. busy: a
  * program on this CPU is using the batch; one that interrupts it (an
  * interrupt nests, it does not interleave) writes to the ring directly.
- * One value per possible CPU in an mmapable array, 16 cache lines each,
- * so that user space sees which CPUs wait without a system call. */
-#define VX_BATCH 16
+ * One value per possible CPU in an mmapable array, so that user space sees
+ * which CPUs wait without a system call. */
+#define VX_BATCH_SIZE 2048
+#define VX_BATCH_BYTES (VX_BATCH_SIZE - 8)
 
 struct vx_batch {
-	__u32 n;
-	__u32 busy;
-	__u8 ev[VX_BATCH * 56]; /* VX_EVENT_HEAD_LEN each */
-	__u8 pad[1024 - 8 - VX_BATCH * 56];
+	__u32 len; /* bytes of ev in use */
+	__u16 n;   /* events in ev */
+	__u16 busy;
+	__u8 ev[VX_BATCH_BYTES];
 };
 
 /* addr and mask are in network byte order, as four 32-bit words (IPv4 uses

@@ -9,12 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Each CPU's batch of head-only records (struct vx_batch): the programs
-// write a CPU's heads to the ring up to batchEvents at a time, and user
-// space flushes the batches left waiting.
+// Each CPU's batch of records (struct vx_batch): the programs write a CPU's
+// events to the ring up to batchBytes at a time (at most batchEvents, all
+// heads), and user space flushes the batches left waiting.
 const (
-	batchEvents = 16
-	batchSize   = 1024 // sizeof(struct vx_batch)
+	batchSize   = 2048 // sizeof(struct vx_batch)
+	batchBytes  = batchSize - 8
+	batchEvents = batchBytes / EventHeadSize
 )
 
 // batcher flushes the CPUs' batches: it runs flush_batch on each CPU whose
@@ -78,7 +79,7 @@ func (b *batcher) flush(now, minAge uint64) (waiting uint64) {
 	if b == nil {
 		return 0
 	}
-	var head [16]byte // n, busy, the first event's stamp
+	var head [16]byte // len, n, busy, the first event's stamp
 	for cpu := range b.cpus {
 		off := int64(cpu) * batchSize
 		if _, err := b.mem.ReadAt(head[:], off); err != nil {

@@ -42,7 +42,7 @@ func (h Hook) String() string {
 	return fmt.Sprintf("hook%d", uint8(h))
 }
 
-// Event flags. Keep in sync with enum vx_event_flags in bpf/vxtrace.h.
+// Event flags: enum vx_event_flags in bpf/vxtrace.h (TestLayout holds them to it).
 const (
 	FlagEncap     = 1 << 0
 	FlagParsed    = 1 << 1
@@ -50,6 +50,10 @@ const (
 	FlagTruncated = 1 << 3
 	FlagFragment  = 1 << 4
 	FlagTC        = 1 << 5 // seen by a TC program on a hop interface
+	// FlagHeaders: the event carries the packet's headers (Inner, Outer).
+	// In a ring record it says how long the event is (EventSize, or
+	// EventHeadSize without it).
+	FlagHeaders = 1 << 6
 )
 
 // Tuple is one IP header and its L4 ports, as parsed in the kernel.
@@ -92,26 +96,30 @@ func (e *Event) Encap() bool { return e.Flags&FlagEncap != 0 }
 const (
 	EventSize     = 136
 	EventHeadSize = 56
+	eventFlagsOff = 55
 )
 
 var errShortEvent = errors.New("short event record")
 
 // appendRecord decodes one ring record into evs, which must have room for
-// its recordEvents: a whole event, or up to a batch of heads (a CPU's
-// batch, flushed at once). A record that decodes to nothing is skipped.
+// its maxRecordEvents: a sequence of events (a CPU's batch, flushed at once,
+// or a single event), each as long as its FlagHeaders says. An event that
+// does not decode ends the record.
 func appendRecord(evs []Event, raw []byte) []Event {
-	if recordEvents(uint64(len(raw))) > 1 {
-		for off := 0; off+EventHeadSize <= len(raw) && len(evs) < cap(evs); off += EventHeadSize {
-			evs = evs[:len(evs)+1]
-			if DecodeEvent(raw[off:off+EventHeadSize], &evs[len(evs)-1]) != nil {
-				evs = evs[:len(evs)-1]
-			}
+	for len(raw) >= EventHeadSize && len(evs) < cap(evs) {
+		n := EventHeadSize
+		if raw[eventFlagsOff]&FlagHeaders != 0 {
+			n = EventSize
 		}
-		return evs
-	}
-	evs = evs[:len(evs)+1]
-	if DecodeEvent(raw, &evs[len(evs)-1]) != nil {
-		evs = evs[:len(evs)-1]
+		if len(raw) < n {
+			break
+		}
+		evs = evs[:len(evs)+1]
+		if DecodeEvent(raw[:n], &evs[len(evs)-1]) != nil {
+			evs = evs[:len(evs)-1]
+			break
+		}
+		raw = raw[n:]
 	}
 	return evs
 }
@@ -134,7 +142,7 @@ func DecodeEvent(b []byte, e *Event) error {
 	e.VNI = le.Uint32(b[48:])
 	e.IPID = le.Uint16(b[52:])
 	e.Hook = Hook(b[54])
-	e.Flags = b[55]
+	e.Flags = b[eventFlagsOff]
 	if len(b) < EventSize {
 		e.Inner, e.Outer = Tuple{}, Tuple{}
 		return nil

@@ -35,10 +35,19 @@ func TestLayout(t *testing.T) {
 		{"vx_tc_slot.bytes", unsafe.Offsetof(vxtraceVxTcSlot{}.Bytes), 40},
 		{"vx_tc_slot.rx", unsafe.Offsetof(vxtraceVxTcSlot{}.Rx), 48},
 		{"vx_tc_slot.tx", unsafe.Offsetof(vxtraceVxTcSlot{}.Tx), 56},
-		// batcher.flush reads n and the first event's stamp by hand.
+		// batcher.flush reads len and the first event's stamp by hand.
 		{"sizeof(vx_batch)", unsafe.Sizeof(vxtraceVxBatch{}), batchSize},
+		{"vx_batch.len", unsafe.Offsetof(vxtraceVxBatch{}.Len), 0},
 		{"vx_batch.ev", unsafe.Offsetof(vxtraceVxBatch{}.Ev), 8},
-		{"VX_BATCH heads", unsafe.Sizeof(vxtraceVxBatch{}.Ev), batchEvents * EventHeadSize},
+		{"VX_BATCH_BYTES", unsafe.Sizeof(vxtraceVxBatch{}.Ev), batchBytes},
+		{"vx_event.flags", unsafe.Offsetof(e.Flags), eventFlagsOff},
+		{"VX_F_ENCAP", uintptr(vxtraceVxEventFlagsVX_F_ENCAP), FlagEncap},
+		{"VX_F_PARSED", uintptr(vxtraceVxEventFlagsVX_F_PARSED), FlagParsed},
+		{"VX_F_NEW", uintptr(vxtraceVxEventFlagsVX_F_NEW), FlagNew},
+		{"VX_F_TRUNCATED", uintptr(vxtraceVxEventFlagsVX_F_TRUNCATED), FlagTruncated},
+		{"VX_F_FRAGMENT", uintptr(vxtraceVxEventFlagsVX_F_FRAGMENT), FlagFragment},
+		{"VX_F_TC", uintptr(vxtraceVxEventFlagsVX_F_TC), FlagTC},
+		{"VX_F_HEADERS", uintptr(vxtraceVxEventFlagsVX_F_HEADERS), FlagHeaders},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -84,6 +93,48 @@ func TestDecodeEventRoundTrip(t *testing.T) {
 	}
 }
 
+// A ring record is a sequence of events, each as long as its FlagHeaders
+// says: a batch mixes whole events and heads.
+func TestAppendRecordMixed(t *testing.T) {
+	event := func(id byte, whole bool) []byte {
+		n, f := EventHeadSize, byte(0)
+		if whole {
+			n, f = EventSize, FlagHeaders
+		}
+		raw := make([]byte, n)
+		raw[0] = id // the stamp
+		raw[eventFlagsOff] = f
+		if whole {
+			raw[56+37] = 4 // inner family
+		}
+		return raw
+	}
+	var rec []byte
+	shape := []bool{true, false, false, true, false}
+	for i, whole := range shape {
+		rec = append(rec, event(byte(i+1), whole)...)
+	}
+	if got, bound := len(shape), maxRecordEvents(uint64(len(rec))); bound < got {
+		t.Fatalf("maxRecordEvents(%d) = %d, under the %d events it holds", len(rec), bound, got)
+	}
+	check := func(name string, raw []byte, room, want int) {
+		t.Helper()
+		evs := appendRecord(make([]Event, 0, room), raw)
+		if len(evs) != want {
+			t.Fatalf("%s: %d events decoded, want %d", name, len(evs), want)
+		}
+		for i, e := range evs {
+			if e.Time != uint64(i+1) || (e.Inner.Family == 4) != shape[i] {
+				t.Errorf("%s: event %d: stamp %d, inner family %d; want stamp %d, headers %v", name, i, e.Time, e.Inner.Family, i+1, shape[i])
+			}
+		}
+	}
+	check("whole record", rec, 16, len(shape))
+	// A record cut inside its last (whole) event: the events before it.
+	check("cut record", rec[:len(rec)-EventHeadSize-1], 16, 3)
+	check("no room", rec, 2, 2)
+}
+
 // BenchmarkDecodeEvent (P6): an event inside the overlay (inner tuple
 // only), and one on the underlay (outer tuple too: 4 of the 11 events of a
 // lab packet).
@@ -123,4 +174,24 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("address set for family %d", e.Inner.Family)
 		}
 	})
+}
+
+func TestMaxRecordEvents(t *testing.T) {
+	for _, c := range []struct {
+		dlen uint64
+		want int
+	}{
+		{EventHeadSize, 1},
+		{EventSize, 1},
+		{2 * EventHeadSize, 2},
+		{EventSize + 3*EventHeadSize, 4},
+		{batchEvents * EventHeadSize, batchEvents},
+		// 15 whole events: as long as 34 heads and one whole.
+		{15 * EventSize, 35},
+		{7, 1},
+	} {
+		if got := maxRecordEvents(c.dlen); got != c.want {
+			t.Errorf("maxRecordEvents(%d) = %d, want %d", c.dlen, got, c.want)
+		}
+	}
 }

@@ -26,6 +26,7 @@ type Reader struct {
 	ready  *os.File
 	flush  time.Duration
 	batch  []Event
+	size   int // batch's capacity, at least a record's events
 	closed atomic.Bool
 	// handed: the event clock up to which the ring has been read, the
 	// later of when a drain last found it empty and the newest event handed
@@ -99,7 +100,7 @@ func (t *Tracer) NewReader(batchSize int, flush time.Duration) (*Reader, error) 
 		flush = DefaultFlush
 	}
 	return &Reader{ring: rg, state: t.maps.State, ready: os.NewFile(uintptr(fd), "vxtrace-events"),
-		flush: flush, batch: make([]Event, 0, batchSize), batcher: t.batch,
+		flush: flush, batch: make([]Event, 0, batchSize), size: batchSize, batcher: t.batch,
 		flushedAt: noBatches(t.batch)}, nil
 }
 
@@ -114,7 +115,8 @@ func (r *Reader) Run(ctx context.Context, handle func([]Event)) error {
 }
 
 // RunHandOver is Run for a handler that keeps each batch it is given, and
-// returns the buffer the reader fills next (nil: a new one). A handler that
+// returns the buffer the reader fills next (nil, or one too small for the
+// reader's batches: a new one). A handler that
 // queues batches for another goroutine saves a copy per event (a flood's
 // events carry pointers, so each copy also pays write barriers: 6 % of the
 // tracer's CPU).
@@ -252,8 +254,10 @@ func (r *Reader) deliver(handle func([]Event) []Event) {
 		// last one handed over.
 		last := min(r.batch[n-1].Time, r.flushedAt) // the batch is the handler's until it returns
 		next := handle(r.batch)
-		if cap(next) == 0 {
-			next = make([]Event, 0, cap(r.batch))
+		// A record is decoded whole: the next buffer must hold the
+		// largest (a batch of heads).
+		if cap(next) < r.size {
+			next = make([]Event, 0, r.size)
 		}
 		r.batch = next[:0]
 		if last > r.handed.Load() {

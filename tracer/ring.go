@@ -112,7 +112,7 @@ func (r *ring) drain(limit int, fn func([]byte)) (n int, more bool, err error) {
 			break
 		}
 		if hdr&ringDiscardBit == 0 {
-			cost := recordEvents(dlen)
+			cost := maxRecordEvents(dlen)
 			if n+cost > limit {
 				more = true
 				break
@@ -137,11 +137,15 @@ func (r *ring) drain(limit int, fn func([]byte)) (n int, more bool, err error) {
 	return n, more, err
 }
 
-// recordEvents is how many events a record of dlen bytes holds: a batch of
-// heads, or one event.
-func recordEvents(dlen uint64) int {
-	if dlen > EventHeadSize && dlen != EventSize && dlen%EventHeadSize == 0 {
-		return int(dlen / EventHeadSize)
+// maxRecordEvents bounds how many events a record of dlen bytes holds: a
+// batch of whole events and heads (FlagHeaders tells them apart), or one
+// event. The most that add up to dlen: as many heads as can be, with the
+// fewest whole events that make up the rest.
+func maxRecordEvents(dlen uint64) int {
+	for whole := uint64(0); whole*EventSize <= dlen; whole++ {
+		if rest := dlen - whole*EventSize; rest%EventHeadSize == 0 {
+			return max(1, int(whole+rest/EventHeadSize))
+		}
 	}
 	return 1
 }

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -154,6 +155,7 @@ func TestReaderFill(t *testing.T) {
 	if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame(), Repeat: n}); err != nil {
 		t.Fatal(err)
 	}
+	tr.batch.flush(Now(), 0)
 	st, err := tr.Stats()
 	if err != nil {
 		t.Fatal(err)
@@ -161,8 +163,11 @@ func TestReaderFill(t *testing.T) {
 	if st.Events < n {
 		t.Fatalf("%d events written, want %d", st.Events, n)
 	}
-	recordLen := uint64(8 + unsafe.Sizeof(vxtraceVxEvent{})) // the ring's header, then the event
-	want := float64(st.Events*recordLen) / float64(1<<20)
+	// Whole events, in records of a batch each: the ring's header, then
+	// the events.
+	perBatch := uint64(batchBytes / unsafe.Sizeof(vxtraceVxEvent{}))
+	records := (st.Events + perBatch - 1) / perBatch
+	want := float64(st.Events*EventSize+records*8) / float64(1<<20)
 	if f := rd.Fill(); f < want*0.99 || f > want*1.01 {
 		t.Errorf("Fill = %.4f after %d events, want %.4f", f, st.Events, want)
 	}
@@ -382,9 +387,55 @@ func TestNowIsClockMonotonic(t *testing.T) {
 	}
 }
 
-// Heads wait in their CPU's batch (struct vx_batch) and reach the ring as
-// one record when flushed; the reader hands over each event of it, in
-// order, and the kernel counts each as written.
+// A batch goes to the ring by itself once the next event may not fit: a
+// flood's records need no flush from user space.
+func TestBatchFlushesWhenFull(t *testing.T) {
+	// Every event whole (HeadersAfter 1 ns).
+	tr := newBenchTracer(t, Config{RingSize: 1 << 20})
+	if tr.batch == nil {
+		t.Fatal("batching did not start on this kernel")
+	}
+	rd, err := ringbuf.NewReader(tr.maps.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rd.Close() })
+	const runs = 100
+	if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame(), Repeat: runs}); err != nil {
+		t.Fatal(err)
+	}
+	// A batch holds 15 whole events: it goes once the 16th cannot fit
+	// after the 15th (in the room left, a head still would).
+	perBatch := batchBytes / EventSize
+	full := runs / perBatch
+	st, _ := tr.Stats()
+	if st.Events != uint64(full*perBatch) {
+		t.Fatalf("%d events written before any flush, want %d batches of %d", st.Events, full, perBatch)
+	}
+	for i := range full {
+		rd.SetDeadline(time.Now().Add(time.Second))
+		r, err := rd.Read()
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if len(r.RawSample) != perBatch*EventSize {
+			t.Fatalf("record %d: %d bytes, want %d whole events", i, len(r.RawSample), perBatch)
+		}
+		evs := appendRecord(make([]Event, 0, batchEvents), r.RawSample)
+		if len(evs) != perBatch || evs[0].Inner.Family != 4 || evs[perBatch-1].Inner.Family != 4 {
+			t.Fatalf("record %d decoded to %d events (first family %d), want %d whole", i, len(evs), evs[0].Inner.Family, perBatch)
+		}
+	}
+	tr.batch.flush(Now(), 0)
+	if st, _ := tr.Stats(); st.Events != runs || st.Lost != 0 {
+		t.Fatalf("after the flush: %+v, want all %d written", st, runs)
+	}
+}
+
+// Events wait in their CPU's batch (struct vx_batch) and reach the ring as
+// one record when flushed: the first with the packet's headers, the rest
+// heads. The reader hands over each event of it, in order, and the kernel
+// counts each as written.
 func TestBatchedEvents(t *testing.T) {
 	tr := newBenchTracer(t, Config{RingSize: 1 << 20, HeadersAfter: time.Minute})
 	rd, err := tr.NewReader(0, 0)
@@ -396,21 +447,20 @@ func TestBatchedEvents(t *testing.T) {
 		t.Fatal("batching did not start on this kernel")
 	}
 	const runs = 5
-	// One skb for every run: the first starts a packet (a whole record),
+	// One skb for every run: the first starts a packet (a whole event),
 	// the others are its heads.
 	if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame(), Repeat: runs}); err != nil {
 		t.Fatal(err)
 	}
-	whole := float64(EventSize+8) / (1 << 20)
-	if f := rd.Fill(); f != whole {
-		t.Fatalf("before the flush the ring holds %.0f bytes, want the first event's record alone (%d)", f*(1<<20), EventSize+8)
+	if f := rd.Fill(); f != 0 {
+		t.Fatalf("before the flush the ring holds %.0f bytes, want none: the events wait in the batch", f*(1<<20))
 	}
-	if st, _ := tr.Stats(); st.Events != 1 {
-		t.Fatalf("%d events counted written before the flush, want 1", st.Events)
+	if st, _ := tr.Stats(); st.Events != 0 {
+		t.Fatalf("%d events counted written before the flush, want 0", st.Events)
 	}
 	tr.batch.flush(Now(), 0)
-	if f, want := rd.Fill(), whole+float64(8+(runs-1)*EventHeadSize)/(1<<20); f != want {
-		t.Fatalf("after the flush the ring holds %.0f bytes, want %.0f: the heads in one record", f*(1<<20), want*(1<<20))
+	if f, want := rd.Fill(), float64(8+EventSize+(runs-1)*EventHeadSize)/(1<<20); f != want {
+		t.Fatalf("after the flush the ring holds %.0f bytes, want %.0f: the events in one record", f*(1<<20), want*(1<<20))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -101,10 +101,10 @@ type vxtraceScratchArea struct {
 
 type vxtraceVxBatch struct {
 	_    structs.HostLayout
-	N    uint32
-	Busy uint32
-	Ev   [896]uint8
-	Pad  [120]uint8
+	Len  uint32
+	N    uint16
+	Busy uint16
+	Ev   [2040]uint8
 }
 
 type vxtraceVxConfig struct {
@@ -197,6 +197,18 @@ type vxtraceVxEvent struct {
 	}
 }
 
+type vxtraceVxEventFlags uint32
+
+const (
+	vxtraceVxEventFlagsVX_F_ENCAP     vxtraceVxEventFlags = 1
+	vxtraceVxEventFlagsVX_F_PARSED    vxtraceVxEventFlags = 2
+	vxtraceVxEventFlagsVX_F_NEW       vxtraceVxEventFlags = 4
+	vxtraceVxEventFlagsVX_F_TRUNCATED vxtraceVxEventFlags = 8
+	vxtraceVxEventFlagsVX_F_FRAGMENT  vxtraceVxEventFlags = 16
+	vxtraceVxEventFlagsVX_F_TC        vxtraceVxEventFlags = 32
+	vxtraceVxEventFlagsVX_F_HEADERS   vxtraceVxEventFlags = 64
+)
+
 type vxtraceVxHopKey struct {
 	_       structs.HostLayout
 	Netns   uint32
@@ -285,6 +297,7 @@ const (
 	vxtraceVarCfg                 = "cfg"
 	vxtraceVarUnusedBatch         = "unused_batch"
 	vxtraceVarUnusedEvent         = "unused_event"
+	vxtraceVarUnusedFlags         = "unused_flags"
 	vxtraceVarUnusedSlot          = "unused_slot"
 	vxtraceVarUnusedState         = "unused_state"
 )
@@ -371,6 +384,7 @@ type vxtraceVariableSpecs struct {
 	Cfg         *ebpf.VariableSpec `ebpf:"cfg"`
 	UnusedBatch *ebpf.VariableSpec `ebpf:"unused_batch"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedFlags *ebpf.VariableSpec `ebpf:"unused_flags"`
 	UnusedSlot  *ebpf.VariableSpec `ebpf:"unused_slot"`
 	UnusedState *ebpf.VariableSpec `ebpf:"unused_state"`
 }
@@ -433,6 +447,7 @@ type vxtraceVariables struct {
 	Cfg         *ebpf.Variable `ebpf:"cfg"`
 	UnusedBatch *ebpf.Variable `ebpf:"unused_batch"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	UnusedFlags *ebpf.Variable `ebpf:"unused_flags"`
 	UnusedSlot  *ebpf.Variable `ebpf:"unused_slot"`
 	UnusedState *ebpf.Variable `ebpf:"unused_state"`
 }
