@@ -49,13 +49,12 @@ struct {
 	__uint(max_entries, 1 << 22);
 } events SEC(".maps");
 
-/* skb address -> packet identity. LRU because frees that fire no tracepoint
- * (GRO merges, some TCP paths) would otherwise leak entries. */
+/* skb address -> packet identity (struct vx_track_set). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct vx_track);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VX_TRACK_SETS);
+	__type(key, __u32);
+	__type(value, struct vx_track_set);
 } tracked SEC(".maps");
 
 struct {
@@ -191,6 +190,78 @@ static __always_inline void stat_inc(__u32 idx)
 	stat_add(idx, 1);
 }
 
+static __always_inline struct vx_track_set *track_set(__u64 key)
+{
+	__u32 idx = vx_track_set_idx(key);
+	return bpf_map_lookup_elem(&tracked, &idx);
+}
+
+static __always_inline struct vx_track *track_lookup(__u64 key)
+{
+	struct vx_track_set *s = track_set(key);
+	if (!s)
+		return NULL;
+#pragma unroll
+	for (int w = 0; w < VX_TRACK_WAYS; w++)
+		if (s->key[w] == key)
+			return &s->val[w];
+	return NULL;
+}
+
+static __always_inline void track_delete(__u64 key)
+{
+	struct vx_track_set *s = track_set(key);
+	if (!s)
+		return;
+#pragma unroll
+	for (int w = 0; w < VX_TRACK_WAYS; w++)
+		if (s->key[w] == key) {
+			/* Only if it is still ours: a claim may have taken
+			 * it since the lookup. */
+			__sync_val_compare_and_swap(&s->key[w], key, 0);
+			return;
+		}
+}
+
+/* A new entry for key (not in the table), or NULL if another CPU's claim
+ * won the entry. */
+static __always_inline struct vx_track *track_insert(__u64 key, __u64 fp, __u64 now)
+{
+	struct vx_track_set *s = key ? track_set(key) : NULL;
+	if (!s)
+		return NULL;
+	__u32 pick = 0;
+	__u64 oldest = ~0ULL;
+#pragma unroll
+	for (int w = 0; w < VX_TRACK_WAYS; w++) {
+		if (!s->key[w]) {
+			pick = w;
+			break;
+		}
+		__u64 ts = s->val[w].ts;
+		if (now - ts > cfg.track_ttl_ns) {
+			pick = w;
+			break;
+		}
+		if (ts < oldest) {
+			oldest = ts;
+			pick = w;
+		}
+	}
+	pick &= VX_TRACK_WAYS - 1;
+	__u64 old = s->key[pick];
+	if (__sync_val_compare_and_swap(&s->key[pick], old, key) != old)
+		return NULL;
+	struct vx_track *t = &s->val[pick];
+	t->fp = fp;
+	t->ts = now;
+	t->dev = 0;
+	t->netns = 0;
+	t->ifindex = 0;
+	t->sent = 0;
+	return t;
+}
+
 static __always_inline struct vx_hop_stats *hop_counters(__u32 netns,
 							 __u32 ifindex)
 {
@@ -235,17 +306,38 @@ static __always_inline void tracking_started(void)
 		bpf_loop(VX_MAX_CPUS, set_tracking, NULL, 0);
 }
 
-/* The skb's tracked entry, if any. Until the filter has matched once, a
- * program that only follows tracked packets (the free and device
- * tracepoints) has nothing to look up: one load of a warm line answers
- * (the same flag in a map of its own cost 40-70 ns more per free: a cold
- * line). */
-static __always_inline struct vx_track *tracked_skb(__u64 key)
+/* A kernel address as a number, to hash and to keep in the tracked
+ * table: the verifier allows no arithmetic on a pointer, but one stored to
+ * a map value and loaded back is a scalar (as in tc_slot). l: this CPU's
+ * scratch line (cpu_line), whose out field is free. */
+static __always_inline __u64 addr_num(struct vx_tc_slot *l, const void *a)
+{
+	l->out = (__u64)a;
+	return *(volatile __u64 *)&l->out;
+}
+
+/* The key of skb in the tracked table (0 if it cannot tell). */
+static __always_inline __u64 skb_key(const void *skb)
+{
+	struct vx_tc_slot *l = cpu_line();
+	return l ? addr_num(l, skb) : 0;
+}
+
+/* The skb's tracked entry, if any, and its key (left alone when it is not
+ * tracked). Until the filter has matched once, a program that only
+ * follows tracked packets (the free and device tracepoints) has nothing to
+ * look up: one load of a warm line answers (the same flag in a map of its
+ * own cost 40-70 ns more per free: a cold line). */
+static __always_inline struct vx_track *tracked_skb(const void *skb, __u64 *key)
 {
 	struct vx_tc_slot *l = cpu_line();
 	if (!l || !l->in)
 		return NULL;
-	return bpf_map_lookup_elem(&tracked, &key);
+	__u64 k = addr_num(l, skb);
+	struct vx_track *t = track_lookup(k);
+	if (t)
+		*key = k;
+	return t;
 }
 
 static __always_inline int netns_allowed(__u32 netns)
@@ -542,9 +634,9 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 	__u64 now = bpf_ktime_get_ns(), fp = 0;
 
 	if (!t)
-		t = bpf_map_lookup_elem(&tracked, &key);
+		t = track_lookup(key);
 	if (t && now - t->ts > cfg.track_ttl_ns) {
-		bpf_map_delete_elem(&tracked, &key);
+		track_delete(key);
 		t = NULL;
 	}
 	if (t && (match || !ok || fully_parsed(p))) {
@@ -555,7 +647,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 			 * a path that fires no tracepoint. A miss whose headers
 			 * are cut short cannot tell, and stays followed. */
 			if (!match) {
-				bpf_map_delete_elem(&tracked, &key);
+				track_delete(key);
 				stat_inc(VX_STAT_STALE);
 				return;
 			}
@@ -567,13 +659,12 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 		if (!match)
 			return;
 		fp = fingerprint(p, &s->k);
-		struct vx_track nt = {.fp = fp, .ts = now};
-		if (bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY) < 0)
-			stat_inc(VX_STAT_TRACK_FULL);
+		t = track_insert(key, fp, now);
 		tracking_started();
-		t = bpf_map_lookup_elem(&tracked, &key);
-		if (!t)
+		if (!t) {
+			stat_inc(VX_STAT_TRACK_FULL);
 			return;
+		}
 		flags |= VX_F_NEW;
 	}
 	int headers = needs_headers(t, p, now);
@@ -605,13 +696,13 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 }
 
 static __always_inline void on_dev_scratch(struct scratch *s,
-					   struct sk_buff *skb,
+					   struct sk_buff *skb, __u64 key,
 					   const struct net_device *dev,
 					   __u32 netns, __u8 hook,
 					   struct vx_track *t, const int direct)
 {
 	int ok = parse_skb(s, skb, dev, 1, direct) == 0;
-	on_hop(s, (__u64)skb, ok, (__u64)dev, netns, KREAD(direct, dev, ifindex),
+	on_hop(s, key, ok, (__u64)dev, netns, KREAD(direct, dev, ifindex),
 	       KREAD(direct, skb, len), hook, 0, NULL, t, NULL);
 }
 
@@ -623,10 +714,11 @@ static __always_inline void on_dev(struct sk_buff *skb,
 	if (!dev)
 		return;
 	/* With TC on the hops, only a packet already tracked is news here:
-	 * one inlined load decides for a node that traces nothing yet, one
-	 * hash lookup for the rest. */
+	 * one inlined load decides for a node that traces nothing yet, a
+	 * line of the tracked table for the rest. */
 	struct vx_track *t = NULL;
-	if (cfg.tc_primary && !(t = tracked_skb((__u64)skb)))
+	__u64 key = 0;
+	if (cfg.tc_primary && !(t = tracked_skb(skb, &key)))
 		return;
 	__u32 netns = dev_netns(dev, direct);
 	if (!netns_allowed(netns))
@@ -641,18 +733,20 @@ static __always_inline void on_dev(struct sk_buff *skb,
 	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return;
-	on_dev_scratch(s, skb, dev, netns, hook, t, direct);
+	if (!key)
+		key = skb_key(skb);
+	on_dev_scratch(s, skb, key, dev, netns, hook, t, direct);
 	scratch_put(a);
 }
 
 /* skb is being freed: dropped (kfree_skb) or after normal use (consume_skb). */
 static __always_inline void on_free_scratch(struct scratch *s,
-					    struct sk_buff *skb,
+					    struct sk_buff *skb, __u64 key,
 					    struct vx_track *t, void *location,
 					    __u32 reason, __u8 hook, __u64 now,
 					    const int direct)
 {
-	__u64 key = (__u64)skb, fp;
+	__u64 fp;
 	/* A socket's receive queue reuses skb->dev as scratch space (UDP
 	 * keeps sizes there): at consume_skb it is no pointer, and reading
 	 * through it faults, which costs microseconds even when the fault is
@@ -669,7 +763,7 @@ static __always_inline void on_free_scratch(struct scratch *s,
 		__u64 tdev = t->dev;
 		netns = t->netns;
 		ifindex = t->ifindex;
-		bpf_map_delete_elem(&tracked, &key);
+		track_delete(key);
 		/* Freed where it was last seen (or with no device): that hop,
 		 * in scope. Most packets end so, and the device, last touched
 		 * on another CPU, is not read at all: on a flooded VM that
@@ -734,12 +828,13 @@ static __always_inline void on_free(struct sk_buff *skb, void *location,
 				    __u32 reason, __u8 hook, const int direct)
 {
 	/* consume_skb fires for every skb the system frees after use: one
-	 * hash lookup decides, before anything else, whether it is ours. */
-	__u64 key = (__u64)skb;
-	struct vx_track *t = tracked_skb(key);
+	 * line of the tracked table decides, before anything else, whether it
+	 * is ours. */
+	__u64 key = 0;
+	struct vx_track *t = tracked_skb(skb, &key);
 	__u64 now = t ? bpf_ktime_get_ns() : 0;
 	if (t && now - t->ts > cfg.track_ttl_ns) {
-		bpf_map_delete_elem(&tracked, &key);
+		track_delete(key);
 		t = NULL;
 	}
 	if (!t && hook != VX_HOOK_DROP)
@@ -748,7 +843,9 @@ static __always_inline void on_free(struct sk_buff *skb, void *location,
 	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return;
-	on_free_scratch(s, skb, t, location, reason, hook, now, direct);
+	if (!key)
+		key = skb_key(skb);
+	on_free_scratch(s, skb, key, t, location, reason, hook, now, direct);
 	scratch_put(a);
 }
 
@@ -1015,7 +1112,7 @@ static __always_inline void on_tc_events(struct scratch *s,
 	}
 	if (cfg.tc_primary)
 		hook = hook == VX_HOOK_TC_INGRESS ? VX_HOOK_RX : VX_HOOK_TX;
-	on_hop(s, (__u64)skb, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL, ts);
+	on_hop(s, skb_key(skb), ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL, ts);
 }
 
 static __always_inline void tc_count(__u64 *in, __u64 *out, __u64 *overlay,
@@ -1114,8 +1211,8 @@ int tc_egress(struct __sk_buff *ctx)
 static __always_inline void on_br_forward(const struct net_bridge_port *to,
 					  struct sk_buff *skb)
 {
-	__u64 key = (__u64)skb;
-	struct vx_track *t = bpf_map_lookup_elem(&tracked, &key);
+	__u64 key = skb_key(skb);
+	struct vx_track *t = track_lookup(key);
 	if (!t)
 		return;
 	struct net_device *br = BPF_CORE_READ(to, br, dev);

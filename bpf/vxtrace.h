@@ -232,4 +232,30 @@ struct vx_track {
 	__u32 pad;
 };
 
+/* The tracked skbs: a set-associative table in an array, so that a lookup
+ * is an inlined array access and a compare of one line of keys, and an
+ * insert or a delete is a compare-and-swap: a hash map's lookup hashed and
+ * walked a bucket list, and an LRU map's insert and delete each took two
+ * locks with interrupts off. An skb address hashes to one set; an entry
+ * there is claimed by swapping its key from empty (0), from an entry past
+ * its time to live, or else from the set's oldest entry (frees that fire no
+ * tracepoint leave entries behind: their age evicts them, as the LRU did).
+ * A packet is handled by one CPU at a time, so only a claim races with
+ * another claim of the same entry. */
+#define VX_TRACK_WAYS 8
+#define VX_TRACK_SETS_BITS 13
+#define VX_TRACK_SETS (1 << VX_TRACK_SETS_BITS)
+
+struct vx_track_set {
+	__u64 key[VX_TRACK_WAYS]; /* skb addresses; 0: empty */
+	struct vx_track val[VX_TRACK_WAYS];
+};
+
+static inline __u32 vx_track_set_idx(__u64 skb)
+{
+	/* skbs come from a slab of 256-byte objects: the low bits say
+	 * nothing. */
+	return (__u32)(((skb >> 8) * 0x9E3779B97F4A7C15ull) >> (64 - VX_TRACK_SETS_BITS));
+}
+
 #endif

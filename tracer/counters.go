@@ -29,7 +29,7 @@ type DropKey struct {
 type Stats struct {
 	Events    uint64 // events written to the ring
 	Lost      uint64 // events lost in the kernel: the ring was full
-	TrackFull uint64 // tracked-skb map inserts that failed
+	TrackFull uint64 // new tracked skbs that lost their table entry to another CPU's claim
 	Stale     uint64 // tracked skbs found reused by another packet
 }
 

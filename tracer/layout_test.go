@@ -26,7 +26,7 @@ func TestLayout(t *testing.T) {
 		{"sizeof(vx_config)", unsafe.Sizeof(vxtraceVxConfig{}), 4*36 + 8 + 8 + 4 + 4 + 8 + 2 + 6},
 		{"sizeof(vx_hop_stats)", unsafe.Sizeof(vxtraceVxHopStats{}), 64},
 		{"sizeof(vx_drop_key)", unsafe.Sizeof(vxtraceVxDropKey{}), 16},
-		{"sizeof(vx_track)", unsafe.Sizeof(vxtraceVxTrack{}), 40},
+		{"sizeof(vx_track_set)", unsafe.Sizeof(vxtraceVxTrackSet{}), 8*8 + 8*40},
 		// eachTCSlot decodes these by hand: a slot is one cache line.
 		{"sizeof(vx_tc_slot)", unsafe.Sizeof(vxtraceVxTcSlot{}), tcSlotSize},
 		{"vx_tc_slot.netns", unsafe.Offsetof(vxtraceVxTcSlot{}.Netns), 8},

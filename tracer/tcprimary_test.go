@@ -89,6 +89,10 @@ func TestTCFindsDeviceTracepointsFollow(t *testing.T) {
 		if seen[key(p.hopA, HookTx)] < 3 || seen[key(p.hopB, HookRx)] < 3 {
 			t.Fatalf("events %v: want 3 tx at A and 3 rx at B", seen)
 		}
+		// Each packet's free took its entry out of the tracked table.
+		if n := trackedEntries(t, tr); n != 0 {
+			t.Errorf("%d tracked entries left after every packet was freed", n)
+		}
 		// The first tracked packet told every CPU, so that a free on
 		// any of them looks the skb up.
 		for cpu, f := range trackingFlags(t, tr) {

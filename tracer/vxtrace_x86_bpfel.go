@@ -254,15 +254,19 @@ type vxtraceVxTcSlot struct {
 	Tx      uint64
 }
 
-type vxtraceVxTrack struct {
-	_       structs.HostLayout
-	Fp      uint64
-	Ts      uint64
-	Dev     uint64
-	Netns   uint32
-	Ifindex uint32
-	Sent    uint32
-	Pad     uint32
+type vxtraceVxTrackSet struct {
+	_   structs.HostLayout
+	Key [8]uint64
+	Val [8]struct {
+		_       structs.HostLayout
+		Fp      uint64
+		Ts      uint64
+		Dev     uint64
+		Netns   uint32
+		Ifindex uint32
+		Sent    uint32
+		Pad     uint32
+	}
 }
 
 // Names of all BPF objects in the ELF.
