@@ -755,3 +755,25 @@ func TestHeadersFromTheRecordsThatCarryThem(t *testing.T) {
 		t.Fatalf("inner %+v encap %v vni %d outer %+v", p.Inner, p.Encap, p.VNI, p.Outer)
 	}
 }
+
+// The correlator keeps the latest event's journey at hand; once that
+// journey is emitted (and its storage recycled, its ID zeroed) an event of
+// the same fingerprint, 0 included, starts a journey of its own.
+func TestLastJourneyAfterEmit(t *testing.T) {
+	for _, fp := range []uint64{0, 7} {
+		c := New(Options{Hops: labTopology()})
+		p := path(fp)
+		c.Add(&p[0])
+		n := 0
+		c.Flush(func(*Packet) { n++ })
+		c.Add(&p[1])
+		if s := c.Stats(); n != 1 || s.Open != 1 {
+			t.Fatalf("fp %d: %d emitted, %d open after an event of the emitted packet, want 1 and 1", fp, n, s.Open)
+		}
+		var steps []int
+		c.Flush(func(q *Packet) { steps = append(steps, len(q.Steps)) })
+		if !slices.Equal(steps, []int{1}) {
+			t.Errorf("fp %d: the second journey has steps %v, want [1]", fp, steps)
+		}
+	}
+}
