@@ -190,8 +190,11 @@ static __always_inline void stat_inc(__u32 idx)
 	stat_add(idx, 1);
 }
 
+/* key 0 marks an empty entry: no skb has it. */
 static __always_inline struct vx_track_set *track_set(__u64 key)
 {
+	if (!key)
+		return NULL;
 	__u32 idx = vx_track_set_idx(key);
 	return bpf_map_lookup_elem(&tracked, &idx);
 }
@@ -227,7 +230,7 @@ static __always_inline void track_delete(__u64 key)
  * won the entry. */
 static __always_inline struct vx_track *track_insert(__u64 key, __u64 fp, __u64 now)
 {
-	struct vx_track_set *s = key ? track_set(key) : NULL;
+	struct vx_track_set *s = track_set(key);
 	if (!s)
 		return NULL;
 	__u32 pick = 0;
@@ -252,12 +255,10 @@ static __always_inline struct vx_track *track_insert(__u64 key, __u64 fp, __u64 
 	__u64 old = s->key[pick];
 	if (__sync_val_compare_and_swap(&s->key[pick], old, key) != old)
 		return NULL;
+	/* The caller sets the hop fields. */
 	struct vx_track *t = &s->val[pick];
 	t->fp = fp;
 	t->ts = now;
-	t->dev = 0;
-	t->netns = 0;
-	t->ifindex = 0;
 	t->sent = 0;
 	return t;
 }
@@ -306,14 +307,14 @@ static __always_inline void tracking_started(void)
 		bpf_loop(VX_MAX_CPUS, set_tracking, NULL, 0);
 }
 
-/* A kernel address as a number, to hash and to keep in the tracked
- * table: the verifier allows no arithmetic on a pointer, but one stored to
- * a map value and loaded back is a scalar (as in tc_slot). l: this CPU's
- * scratch line (cpu_line), whose out field is free. */
+/* A kernel address as a number, to hash and to keep in a map: the
+ * verifier allows no arithmetic on a pointer, but one stored to a map value
+ * and loaded back is a scalar (with the pointer-leak rights a tracer has
+ * anyway). l: this CPU's scratch line (cpu_line), whose dev field is free. */
 static __always_inline __u64 addr_num(struct vx_tc_slot *l, const void *a)
 {
-	l->out = (__u64)a;
-	return *(volatile __u64 *)&l->out;
+	l->dev = (__u64)a;
+	return *(volatile __u64 *)&l->dev;
 }
 
 /* The key of skb in the tracked table (0 if it cannot tell). */
@@ -1091,8 +1092,8 @@ static __noinline int tc_parse(struct __sk_buff *ctx, int l2, struct vx_parsed *
  * L3 device's (ipip, WireGuard) from its network header. */
 static __always_inline void on_tc_events(struct scratch *s,
 					 struct __sk_buff *ctx,
-					 struct sk_buff *skb, __u32 netns,
-					 __u8 hook, struct vx_hop_stats *hs,
+					 struct sk_buff *skb, struct vx_tc_slot *line,
+					 __u32 netns, __u8 hook, struct vx_hop_stats *hs,
 					 struct vx_tc_slot *ts, int l2, int quick)
 {
 	int ok = 0;
@@ -1112,7 +1113,7 @@ static __always_inline void on_tc_events(struct scratch *s,
 	}
 	if (cfg.tc_primary)
 		hook = hook == VX_HOOK_TC_INGRESS ? VX_HOOK_RX : VX_HOOK_TX;
-	on_hop(s, skb_key(skb), ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL, ts);
+	on_hop(s, line ? addr_num(line, skb) : 0, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL, ts);
 }
 
 static __always_inline void tc_count(__u64 *in, __u64 *out, __u64 *overlay,
@@ -1127,18 +1128,17 @@ static __always_inline void tc_count(__u64 *in, __u64 *out, __u64 *overlay,
 	*bytes += len;
 }
 
-/* The device's address as a number to hash: the verifier allows no shift
- * of a pointer, but a pointer stored to a map value and loaded back is a
- * scalar (with the pointer-leak rights a tracer has anyway). */
+/* The device's slot, found by its address (d: as a number). line: this
+ * CPU's scratch line, which the caller uses again. */
 static __always_inline struct vx_tc_slot *tc_slot(const struct net_device *dev,
-						  __u64 *d)
+						  __u64 *d, struct vx_tc_slot **line)
 {
 	__u32 base = bpf_get_smp_processor_id() << VX_TC_SLOTS_BITS;
 	struct vx_tc_slot *scr = bpf_map_lookup_elem(&tc_slots, &base);
 	if (!scr)
 		return NULL;
-	scr->dev = (__u64)dev;
-	*d = *(volatile __u64 *)&scr->dev;
+	*line = scr;
+	*d = addr_num(scr, dev);
 	__u32 idx = base | vx_tc_slot_idx(*d);
 	return bpf_map_lookup_elem(&tc_slots, &idx);
 }
@@ -1148,7 +1148,8 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
 	struct net_device *dev = skb->dev;
 	__u64 d = 0;
-	struct vx_tc_slot *ts = tc_slot(dev, &d);
+	struct vx_tc_slot *line = NULL;
+	struct vx_tc_slot *ts = tc_slot(dev, &d, &line);
 	struct vx_hop_stats *hs = NULL;
 	__u32 netns;
 	int l2, q;
@@ -1188,7 +1189,7 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 	struct scratch *s = scratch_get(&a);
 	if (!s)
 		return TC_CONTINUE;
-	on_tc_events(s, ctx, skb, netns, hook, hs, ts, l2, q & TC_Q_PARSED);
+	on_tc_events(s, ctx, skb, line, netns, hook, hs, ts, l2, q & TC_Q_PARSED);
 	scratch_put(a);
 	return TC_CONTINUE;
 }

@@ -182,7 +182,7 @@ static inline __u32 vx_hop_slot_idx(__u32 netns, __u32 ifindex)
  * no read of its namespace and no pointer table (the per-CPU array's).
  * The kernel claims an empty slot on first sight; a device whose slot is
  * held by another counts in hop_slots/hop_stats. Slot 0 of each CPU is the
- * program's scratch line (see tc_slot and cpu_line). User space sums the slots by
+ * program's scratch line (see addr_num and cpu_line). User space sums the slots by
  * (netns, ifindex) and frees those of hops that went away. */
 #define VX_TC_SLOTS_BITS 10
 #define VX_TC_SLOTS (1 << VX_TC_SLOTS_BITS)
