@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -92,5 +94,22 @@ func TestCeilingLine(t *testing.T) {
 	want := "udp: empty programs keep median 0.960, vxtrace with a missing filter 0.850 (-0.110)"
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("no line %q in\n%s", want, out.String())
+	}
+}
+
+func TestReadMemStats(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mem")
+	if err := os.WriteFile(path, []byte("live=1048576 objects=2097152 goal=3145728 mapped=10485760 gcs=7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := readMemStats(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (memStats{Live: 1 << 20, Objects: 2 << 20, Goal: 3 << 20, Mapped: 10 << 20, GCs: 7}); m != want {
+		t.Errorf("got %+v, want %+v", m, want)
+	}
+	if _, err := readMemStats(filepath.Join(t.TempDir(), "none")); err == nil {
+		t.Error("a missing file read without error")
 	}
 }

@@ -62,12 +62,20 @@ func (l *lockedBuffer) String() string {
 // its own process group: a ^C on the terminal reaches only the bench, which
 // then stops its children in order.
 func (p *procs) start(ns string, keepStdout bool, args ...string) (*proc, error) {
+	return p.startEnv(nil, ns, keepStdout, args...)
+}
+
+// startEnv is start with env added to the bench's environment.
+func (p *procs) startEnv(env []string, ns string, keepStdout bool, args ...string) (*proc, error) {
 	full := args
 	if ns != "" {
 		full = append([]string{"ip", "netns", "exec", ns}, args...)
 	}
 	cmd := exec.Command(full[0], full[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	pr := &proc{cmd: cmd, done: make(chan struct{}), name: filepath.Base(args[0])}
 	if keepStdout {
 		cmd.Stdout = &pr.stdout

@@ -429,13 +429,14 @@ func (r *runner) tracerArgs(mode Mode, ready string) []string {
 	return append(args, "--port", strconv.Itoa(iperfPort))
 }
 
-func (r *runner) startTracer(ctx context.Context, mode Mode, t *Tracer) (*proc, error) {
+// env: added to the tracer's environment.
+func (r *runner) startTracer(ctx context.Context, mode Mode, t *Tracer, env ...string) (*proc, error) {
 	ready := filepath.Join(r.tmp, "ready")
 	_ = os.Remove(ready)
 	args := r.tracerArgs(mode, ready)
 	t.Args = args[1:]
 	start := time.Now()
-	p, err := r.procs.start("", false, args...)
+	p, err := r.procs.startEnv(env, "", false, args...)
 	if err != nil {
 		return nil, err
 	}

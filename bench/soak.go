@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -12,11 +13,12 @@ import (
 )
 
 // soakRun is P8: trace-all on UDP 64-byte traffic for o.soak, printing the
-// tracer's RSS and CPU every 10 s. The Go heap of the tracer is not visible
-// from outside the process; RSS bounds it.
+// tracer's RSS, its Go heap (which the tracer writes to a file: it cannot be
+// seen from outside the process) and CPU every 10 s.
 func (r *runner) soakRun(ctx context.Context) error {
 	t := &Tracer{}
-	tr, err := r.startTracer(ctx, ModeP2, t)
+	memFile := filepath.Join(r.tmp, "memstats")
+	tr, err := r.startTracer(ctx, ModeP2, t, "VXTRACE_MEMSTATS="+memFile)
 	if err != nil {
 		return err
 	}
@@ -36,9 +38,11 @@ func (r *runner) soakRun(ctx context.Context) error {
 		return err
 	}
 	defer cl.stop(syscall.SIGKILL, 5*time.Second)
-	fmt.Printf("bench: soak %v: trace-all, UDP 64 B\n%8s %10s %10s %8s\n", r.o.soak, "t", "RSS MiB", "HWM MiB", "CPU")
+	fmt.Printf("bench: soak %v: trace-all, UDP 64 B (heap: live after the last GC, all objects now, the next GC's goal; Go mapped: less what was returned)\n%8s %9s %9s %10s %9s %8s %9s %6s %7s\n",
+		r.o.soak, "t", "RSS MiB", "HWM MiB", "live MiB", "objs MiB", "goal MiB", "Go MiB", "GCs", "CPU")
 	start := time.Now()
 	var first, last uint64
+	var firstM, lastM memStats
 	prevC, _ := cpuTicks(tr.pid())
 	prevT := start
 	tick := time.NewTicker(10 * time.Second)
@@ -57,13 +61,15 @@ func (r *runner) soakRun(ctx context.Context) error {
 			}
 			cpu := 100 * float64(c-prevC) / clkTck / now.Sub(prevT).Seconds()
 			prevC, prevT = c, now
-			fmt.Printf("%8s %10.1f %10.1f %7.1f%%\n", now.Sub(start).Truncate(time.Second), float64(rss)/1024, float64(hwm)/1024, cpu)
+			m, _ := readMemStats(memFile)
+			fmt.Printf("%8s %9.1f %9.1f %10.1f %9.1f %8.1f %9.1f %6d %6.1f%%\n", now.Sub(start).Truncate(time.Second),
+				float64(rss)/1024, float64(hwm)/1024, mib(m.Live), mib(m.Objects), mib(m.Goal), mib(m.Mapped), m.GCs, cpu)
 			// The first minute fills the ring, the maps and the pools;
 			// growth is measured from there.
 			if first == 0 && now.Sub(start) >= time.Minute {
-				first = rss
+				first, firstM = rss, m
 			}
-			last = rss
+			last, lastM = rss, m
 		}
 	}
 	if err := tr.stop(syscall.SIGINT, 60*time.Second); err != nil {
@@ -72,10 +78,15 @@ func (r *runner) soakRun(ctx context.Context) error {
 	if err := parseStats(tr.stderr.String(), t); err != nil {
 		return err
 	}
-	fmt.Printf("bench: soak: events %d, lost %d kernel + %d user\n", t.Events, t.LostKernel, t.LostUser)
+	fmt.Printf("bench: soak: events %d, lost %d kernel + %d user; journeys: peak %d open, %d evicted at the bound\n",
+		t.Events, t.LostKernel, t.LostUser, t.PeakOpen, t.Evicted)
 	if first > 0 {
 		fmt.Printf("bench: soak: RSS %.1f MiB after 1 min, %.1f MiB at the end: growth %+.1f%% (P8: < 5%%)\n",
 			float64(first)/1024, float64(last)/1024, 100*(float64(last)-float64(first))/float64(first))
+		if firstM.Live > 0 {
+			fmt.Printf("bench: soak: live heap %.1f MiB after 1 min, %.1f MiB at the end: growth %+.1f%%\n",
+				mib(firstM.Live), mib(lastM.Live), 100*(float64(lastM.Live)-float64(firstM.Live))/float64(firstM.Live))
+		}
 	}
 	if t.Events == 0 {
 		fmt.Fprintln(os.Stderr, "bench: soak traced nothing")
@@ -83,3 +94,19 @@ func (r *runner) soakRun(ctx context.Context) error {
 	}
 	return nil
 }
+
+// memStats is a snapshot the tracer writes under VXTRACE_MEMSTATS (bytes).
+type memStats struct{ Live, Objects, Goal, Mapped, GCs uint64 }
+
+// readMemStats parses the format cmd/vxtrace's memStatsLine writes.
+func readMemStats(path string) (memStats, error) {
+	var m memStats
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return m, err
+	}
+	_, err = fmt.Sscanf(string(b), "live=%d objects=%d goal=%d mapped=%d gcs=%d\n", &m.Live, &m.Objects, &m.Goal, &m.Mapped, &m.GCs)
+	return m, err
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -116,6 +116,7 @@ type Correlator struct {
 	open    jlist // no outcome yet: emitted after Timeout
 	settled jlist // has an outcome: emitted after Grace
 	free    []*journey
+	made    int // journeys allocated: in the pool or open
 	unknown map[topo.Key]string
 	seq     uint64
 	stats   Stats
@@ -351,14 +352,28 @@ func (c *Correlator) touch(j *journey, decide bool) {
 // the heap grew, stalled the correlator until the ring overflowed.
 const journeySlab = 256
 
+// slabSteps: the steps each journey of a slab has room for without an
+// allocation; a packet crossing a two-node overlay takes 11 to 13.
+const slabSteps = 16
+
+// get takes a journey from the pool. Once a quarter of MaxJourneys were
+// made, the load is a flood, and every journey up to MaxJourneys is made at
+// once: the pool otherwise grew in steps each time a burst opened more
+// journeys than any before (two steps of ~5 MiB in a 5-minute soak), and a
+// trace's memory never stopped growing until it reached the bound anyway.
 func (c *Correlator) get() *journey {
 	if len(c.free) == 0 {
-		js := make([]journey, journeySlab)
-		steps := make([]Step, journeySlab*16)
+		n := journeySlab
+		if c.made+n >= c.opts.MaxJourneys/4 {
+			n = max(n, c.opts.MaxJourneys-c.made)
+		}
+		js := make([]journey, n)
+		steps := make([]Step, n*slabSteps)
 		for i := range js {
-			js[i].Steps = steps[i*16 : i*16 : (i+1)*16]
+			js[i].Steps = steps[i*slabSteps : i*slabSteps : (i+1)*slabSteps]
 			c.free = append(c.free, &js[i])
 		}
+		c.made += n
 	}
 	n := len(c.free)
 	j := c.free[n-1]

@@ -777,3 +777,42 @@ func TestLastJourneyAfterEmit(t *testing.T) {
 		}
 	}
 }
+
+// The pool grows in slabs until a quarter of MaxJourneys were made, then
+// to MaxJourneys at once, and never past it: a flood's memory reaches its
+// bound early instead of stepping up with each new peak.
+func TestPoolReachesItsBoundOnce(t *testing.T) {
+	const bound = 4096
+	c := New(Options{Hops: labTopology(), MaxJourneys: bound})
+	open := func(from, n uint64) {
+		for fp := from; fp < from+n; fp++ {
+			e := ev(fp, 1, tracer.HookTx, 1, 1, false)
+			c.Add(&e)
+		}
+	}
+	open(1, journeySlab)
+	if c.made != journeySlab {
+		t.Fatalf("after %d journeys made %d, want one slab (%d)", journeySlab, c.made, journeySlab)
+	}
+	open(journeySlab+1, 1)
+	if c.made != 2*journeySlab {
+		t.Fatalf("made %d, want two slabs", c.made)
+	}
+	open(2*journeySlab+1, bound/4-2*journeySlab)
+	if c.made != bound {
+		t.Fatalf("past a quarter of the bound made %d, want %d", c.made, bound)
+	}
+	// Past the bound journeys are evicted and reused: nothing more made,
+	// and nothing allocated.
+	fp := uint64(1 << 20)
+	if a := testing.AllocsPerRun(4*bound, func() {
+		fp++
+		e := ev(fp, 1, tracer.HookTx, 1, 1, false)
+		c.Add(&e)
+	}); a != 0 {
+		t.Errorf("%v allocations per new journey at the bound", a)
+	}
+	if s := c.Stats(); c.made != bound || s.Open != bound || s.Evicted == 0 {
+		t.Errorf("made %d, stats %+v", c.made, s)
+	}
+}

@@ -294,6 +294,13 @@ func TestFallbackOptionalProbes(t *testing.T) {
 	}
 	t.Logf("notices: %q", f.Notices)
 
+	// New let go of the spec once it had loaded everything.
+	if tr.spec != nil {
+		t.Error("the tracer keeps its BPF spec after New")
+	}
+	if tr.spec, err = specFor(tr.cfg); err != nil {
+		t.Fatal(err)
+	}
 	kp, kerr := tr.loadOne("kprobe_br_forward")
 	fe, ferr := tr.loadOne("fentry_br_forward")
 	if fe != nil {

@@ -66,7 +66,7 @@ var DefaultVXLANPorts = []uint16{4789, 8472}
 type Tracer struct {
 	cfg    Config
 	log    *slog.Logger
-	spec   *ebpf.CollectionSpec
+	spec   *ebpf.CollectionSpec // only while New loads: see its end
 	maps   vxtraceMaps
 	tc     tcPrograms
 	links  []link.Link
@@ -156,21 +156,9 @@ func New(cfg Config) (_ *Tracer, err error) {
 		}
 	}()
 
-	t.spec, err = loadVxtrace()
-	if err != nil {
-		return nil, fmt.Errorf("loading BPF spec: %w", err)
-	}
-	kc, err := cfg.kernelConfig()
-	if err != nil {
+	if t.spec, err = specFor(cfg); err != nil {
 		return nil, err
 	}
-	if err := t.spec.Variables["cfg"].Set(kc); err != nil {
-		return nil, fmt.Errorf("setting BPF config: %w", err)
-	}
-	t.spec.Maps["events"].MaxEntries = uint32(cfg.RingSize)
-	t.spec.Maps["tc_slots"].MaxEntries = uint32(ebpf.MustPossibleCPU()) << tcSlotBits
-	t.spec.Maps["batches"].MaxEntries = uint32(ebpf.MustPossibleCPU())
-
 	if err := t.spec.LoadAndAssign(&t.maps, nil); err != nil {
 		return nil, fmt.Errorf("creating BPF maps: %w", err)
 	}
@@ -199,7 +187,31 @@ func New(cfg Config) (_ *Tracer, err error) {
 			return nil, fmt.Errorf("loading TC programs: %w", verifierDetail(err))
 		}
 	}
+	// Every program is loaded; the parsed object (instructions, BTF, line
+	// info) would stay a tenth of a flooded trace's live heap, and be
+	// scanned by every collection.
+	t.spec = nil
 	return t, nil
+}
+
+// specFor is the BPF object set up for cfg: its constants and the sizes of
+// the maps that depend on the machine.
+func specFor(cfg Config) (*ebpf.CollectionSpec, error) {
+	spec, err := loadVxtrace()
+	if err != nil {
+		return nil, fmt.Errorf("loading BPF spec: %w", err)
+	}
+	kc, err := cfg.kernelConfig()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables["cfg"].Set(kc); err != nil {
+		return nil, fmt.Errorf("setting BPF config: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = uint32(cfg.RingSize)
+	spec.Maps["tc_slots"].MaxEntries = uint32(ebpf.MustPossibleCPU()) << tcSlotBits
+	spec.Maps["batches"].MaxEntries = uint32(ebpf.MustPossibleCPU())
+	return spec, nil
 }
 
 // loadOpts makes a second load (the TC programs) share every map of the

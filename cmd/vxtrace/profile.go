@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"runtime/metrics"
 	"runtime/pprof"
 	rtrace "runtime/trace"
+	"time"
 )
 
 // startProfiles profiles the whole run for whoever profiles vxtrace itself
@@ -14,6 +17,9 @@ import (
 //	VXTRACE_ALLOCS      pprof allocations, written at exit
 //	VXTRACE_EXEC_TRACE  execution trace for `go tool trace`: where the
 //	                    reader or the correlator waited, and for whom
+//	VXTRACE_MEMSTATS    the Go heap, rewritten every second (memStatsLine):
+//	                    a soak sees what RSS is made of, which /proc cannot
+//	                    tell from outside
 //
 // A profile that cannot start is skipped: it must never stop a trace.
 func startProfiles() (stop func()) {
@@ -31,6 +37,11 @@ func startProfiles() (stop func()) {
 		} else {
 			f.Close()
 		}
+	}
+	if path := os.Getenv("VXTRACE_MEMSTATS"); path != "" {
+		done := make(chan struct{})
+		go writeMemStats(path, time.Second, done)
+		stops = append(stops, func() { close(done) })
 	}
 	return func() {
 		for _, s := range stops {
@@ -54,4 +65,52 @@ func createFor(env string) *os.File {
 		return nil
 	}
 	return f
+}
+
+// memStats are the runtime/metrics a soak reads: the heap live after the
+// last collection, the heap's objects now (live and garbage), the goal the
+// next collection aims for, all the runtime has mapped less what it gave
+// back to the OS, and the collections so far.
+var memStats = []string{
+	"/gc/heap/live:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/gc/heap/goal:bytes",
+	"/memory/classes/total:bytes",
+	"/memory/classes/heap/released:bytes",
+	"/gc/cycles/total:gc-cycles",
+}
+
+// memStatsLine is one snapshot, "live=N objects=N goal=N mapped=N gcs=N"
+// (bytes; mapped less released).
+func memStatsLine(s []metrics.Sample) string {
+	v := make([]uint64, len(s))
+	for i := range s {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			v[i] = s[i].Value.Uint64()
+		}
+	}
+	return fmt.Sprintf("live=%d objects=%d goal=%d mapped=%d gcs=%d\n", v[0], v[1], v[2], v[3]-min(v[3], v[4]), v[5])
+}
+
+// writeMemStats rewrites path with a snapshot every period until done. The
+// file is replaced by a rename, so a reader never sees half a line.
+func writeMemStats(path string, period time.Duration, done <-chan struct{}) {
+	s := make([]metrics.Sample, len(memStats))
+	for i, n := range memStats {
+		s[i].Name = n
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	tmp := path + ".tmp"
+	for {
+		metrics.Read(s)
+		if os.WriteFile(tmp, []byte(memStatsLine(s)), 0o644) == nil {
+			_ = os.Rename(tmp, path)
+		}
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+	}
 }
