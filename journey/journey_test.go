@@ -816,3 +816,43 @@ func TestPoolReachesItsBoundOnce(t *testing.T) {
 		t.Errorf("made %d, stats %+v", c.made, s)
 	}
 }
+
+// mayDecide reads the event's hook; it must say what the rule says of the
+// step's direction (Decide's own terms), for every hook and kind.
+func TestMayDecideFollowsTheRule(t *testing.T) {
+	kinds := []topo.Kind{topo.KindContainer, topo.KindVeth, topo.KindBridge, topo.KindVXLAN, topo.KindNIC, topo.KindOther, ""}
+	for h := tracer.Hook(0); h < 16; h++ {
+		dir := h.String()
+		for _, k := range kinds {
+			want := dir == DirDrop || dir == DirConsume || inbound(dir) || (outbound(dir) && k == topo.KindNIC)
+			if got := mayDecide(h, k); got != want {
+				t.Errorf("mayDecide(%s, %q) = %v, the rule says %v", dir, k, got, want)
+			}
+		}
+	}
+}
+
+// Only a journey whose every recorded step is a free after use is a late
+// free; one other step makes it a packet.
+func TestLateFreeFlag(t *testing.T) {
+	c := New(Options{Hops: labTopology()})
+	frees := ev(1, 1, tracer.HookConsume, 1, 1, false)
+	c.Add(&frees)
+	c.Add(&frees)
+	other := path(2)
+	for i := range other {
+		c.Add(&other[i])
+	}
+	var ids []uint64
+	c.Flush(func(p *Packet) { ids = append(ids, p.ID) })
+	if s := c.Stats(); !slices.Equal(ids, []uint64{2}) || s.LateFrees != 1 {
+		t.Errorf("emitted %v, stats %+v; want packet 2 only and one late free", ids, s)
+	}
+	// The pool's journey is reused without the last one's flag.
+	c.Add(&frees)
+	ids = nil
+	c.Flush(func(p *Packet) { ids = append(ids, p.ID) })
+	if s := c.Stats(); len(ids) != 0 || s.LateFrees != 2 {
+		t.Errorf("a reused journey of frees emitted %v, stats %+v", ids, s)
+	}
+}
