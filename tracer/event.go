@@ -159,6 +159,7 @@ func DecodeEvent(b []byte, e *Event) error {
 }
 
 func decodeTuple(b []byte, t *Tuple) {
+	b = b[:40] // one bounds check for all the reads below (struct vx_tuple)
 	le := binary.LittleEndian
 	t.Sport = le.Uint16(b[32:])
 	t.Dport = le.Uint16(b[34:])
