@@ -825,6 +825,36 @@ static __always_inline void on_free_scratch(struct scratch *s,
 	     reason, (__u64)location, now, headers);
 }
 
+/* A free of a tracked packet, or a drop: out of line, as tc_events is, so
+ * that consume_skb's miss path stays a few lines of code. key: the tracked
+ * entry's (0: none); args: reason << 8 | hook. */
+static __always_inline void on_free_slow(struct sk_buff *skb, void *location,
+					 __u64 key, __u64 now, __u64 args,
+					 const int direct)
+{
+	struct vx_track *t = key ? track_lookup(key) : NULL;
+	struct scratch_area *a;
+	struct scratch *s = scratch_get(&a);
+	if (!s)
+		return;
+	if (!key)
+		key = skb_key(skb);
+	on_free_scratch(s, skb, key, t, location, args >> 8, args & 0xff, now, direct);
+	scratch_put(a);
+}
+
+static __noinline void free_btf(struct sk_buff *skb, void *location, __u64 key,
+				__u64 now, __u64 args)
+{
+	on_free_slow(skb, location, key, now, args, 1);
+}
+
+static __noinline void free_raw(struct sk_buff *skb, void *location, __u64 key,
+				__u64 now, __u64 args)
+{
+	on_free_slow(skb, location, key, now, args, 0);
+}
+
 static __always_inline void on_free(struct sk_buff *skb, void *location,
 				    __u32 reason, __u8 hook, const int direct)
 {
@@ -837,17 +867,14 @@ static __always_inline void on_free(struct sk_buff *skb, void *location,
 	if (t && now - t->ts > cfg.track_ttl_ns) {
 		track_delete(key);
 		t = NULL;
+		key = 0;
 	}
 	if (!t && hook != VX_HOOK_DROP)
 		return;
-	struct scratch_area *a;
-	struct scratch *s = scratch_get(&a);
-	if (!s)
-		return;
-	if (!key)
-		key = skb_key(skb);
-	on_free_scratch(s, skb, key, t, location, reason, hook, now, direct);
-	scratch_put(a);
+	if (direct)
+		free_btf(skb, location, key, now, (__u64)reason << 8 | hook);
+	else
+		free_raw(skb, location, key, now, (__u64)reason << 8 | hook);
 }
 
 /* BTF tracepoints: direct reads. */
@@ -1116,6 +1143,24 @@ static __always_inline void on_tc_events(struct scratch *s,
 	on_hop(s, line ? addr_num(line, skb) : 0, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL, ts);
 }
 
+/* The path of a packet the filter may want, out of line: a program's
+ * image is one function, and the miss path that every packet takes then
+ * spans a few cache lines instead of jumping across ~18 KiB of code.
+ * args: netns << 32 | hook << 8 | quick << 1 | l2 (a subprogram takes at
+ * most five arguments). */
+static __noinline void tc_events(struct __sk_buff *ctx, struct vx_tc_slot *line,
+				 struct vx_tc_slot *ts, struct vx_hop_stats *hs,
+				 __u64 args)
+{
+	struct scratch_area *a;
+	struct scratch *s = scratch_get(&a);
+	if (!s)
+		return;
+	on_tc_events(s, ctx, bpf_cast_to_kern_ctx(ctx), line, args >> 32,
+		     (args >> 8) & 0xff, hs, ts, args & 1, args & 2);
+	scratch_put(a);
+}
+
 static __always_inline void tc_count(__u64 *in, __u64 *out, __u64 *overlay,
 				     __u64 *bytes, __u8 hook, int q, __u32 len)
 {
@@ -1185,12 +1230,8 @@ static __always_inline int on_tc(struct __sk_buff *ctx, __u8 hook)
 		if (!cfg.tc_events || (q & TC_Q_MISS))
 			return TC_CONTINUE;
 	}
-	struct scratch_area *a;
-	struct scratch *s = scratch_get(&a);
-	if (!s)
-		return TC_CONTINUE;
-	on_tc_events(s, ctx, skb, line, netns, hook, hs, ts, l2, q & TC_Q_PARSED);
-	scratch_put(a);
+	tc_events(ctx, line, ts, hs, (__u64)netns << 32 | (__u64)hook << 8 |
+				     (l2 ? 1 : 0) | ((q & TC_Q_PARSED) ? 2 : 0));
 	return TC_CONTINUE;
 }
 
