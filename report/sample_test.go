@@ -219,3 +219,17 @@ func fill(v reflect.Value) {
 		}
 	}
 }
+
+// BenchmarkFillForLine is the per-packet conversion a trace that prints
+// lines makes (its journeys' steps are cold by then in a flood; here they
+// are warm, so this is the floor).
+func BenchmarkFillForLine(b *testing.B) {
+	ps := journeys(b)
+	var out Packet
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		FillForLine(ps[i%len(ps)], &out)
+		i++
+	}
+}
