@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vxtrace/vxtrace/lab"
+	"github.com/vxtrace/vxtrace/tracer"
 )
 
 // soakRun is P8: trace-all on UDP 64-byte traffic for o.soak, printing the
@@ -41,7 +42,7 @@ func (r *runner) soakRun(ctx context.Context) error {
 	fmt.Printf("bench: soak %v: trace-all, UDP 64 B (heap: live after the last GC, all objects now, the next GC's goal; Go mapped: less what was returned)\n%8s %9s %9s %10s %9s %8s %9s %6s %7s\n",
 		r.o.soak, "t", "RSS MiB", "HWM MiB", "live MiB", "objs MiB", "goal MiB", "Go MiB", "GCs", "CPU")
 	start := time.Now()
-	var first, last uint64
+	var first, last, peak uint64
 	var firstM, lastM memStats
 	prevC, _ := cpuTicks(tr.pid())
 	prevT := start
@@ -70,6 +71,7 @@ func (r *runner) soakRun(ctx context.Context) error {
 				first, firstM = rss, m
 			}
 			last, lastM = rss, m
+			peak = max(peak, hwm)
 		}
 	}
 	if err := tr.stop(syscall.SIGINT, 60*time.Second); err != nil {
@@ -81,8 +83,16 @@ func (r *runner) soakRun(ctx context.Context) error {
 	fmt.Printf("bench: soak: events %d, lost %d kernel + %d user; journeys: peak %d open, %d evicted at the bound\n",
 		t.Events, t.LostKernel, t.LostUser, t.PeakOpen, t.Evicted)
 	if first > 0 {
-		fmt.Printf("bench: soak: RSS %.1f MiB after 1 min, %.1f MiB at the end: growth %+.1f%% (P8: < 5%%)\n",
-			float64(first)/1024, float64(last)/1024, 100*(float64(last)-float64(first))/float64(first))
+		growth := 100 * (float64(last) - float64(first)) / float64(first)
+		fmt.Printf("bench: soak: RSS %.1f MiB after 1 min, %.1f MiB at the end: growth %+.1f%%\n",
+			float64(first)/1024, float64(last)/1024, growth)
+		limit := float64(tracer.DefaultRingSize>>20 + 64)
+		verdict := "MISS"
+		if float64(peak)/1024 <= limit && growth < 5 {
+			verdict = "PASS"
+		}
+		fmt.Printf("bench: soak: P8 %s: RSS peak %.1f MiB (goal <= the ring's %d + 64 MiB), growth %+.1f%% (goal < 5%%)\n",
+			verdict, float64(peak)/1024, tracer.DefaultRingSize>>20, growth)
 		if firstM.Live > 0 {
 			fmt.Printf("bench: soak: live heap %.1f MiB after 1 min, %.1f MiB at the end: growth %+.1f%%\n",
 				mib(firstM.Live), mib(lastM.Live), 100*(float64(lastM.Live)-float64(firstM.Live))/float64(firstM.Live))
