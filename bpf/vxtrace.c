@@ -324,6 +324,17 @@ static __always_inline __u64 skb_key(const void *skb)
 	return l ? addr_num(l, skb) : 0;
 }
 
+/* A scratch slot for a program about to handle skb, and skb's key in the
+ * tracked table if the caller has none yet (*key 0). */
+static __always_inline struct scratch *scratch_keyed(const void *skb, __u64 *key,
+						     struct scratch_area **a)
+{
+	struct scratch *s = scratch_get(a);
+	if (s && !*key)
+		*key = skb_key(skb);
+	return s;
+}
+
 /* The skb's tracked entry, if any, and its key (left alone when it is not
  * tracked). Until the filter has matched once, a program that only
  * follows tracked packets (the free and device tracepoints) has nothing to
@@ -731,11 +742,9 @@ static __always_inline void on_dev(struct sk_buff *skb,
 			return;
 	}
 	struct scratch_area *a;
-	struct scratch *s = scratch_get(&a);
+	struct scratch *s = scratch_keyed(skb, &key, &a);
 	if (!s)
 		return;
-	if (!key)
-		key = skb_key(skb);
 	on_dev_scratch(s, skb, key, dev, netns, hook, t, direct);
 	scratch_put(a);
 }
@@ -834,11 +843,9 @@ static __always_inline void on_free_slow(struct sk_buff *skb, void *location,
 {
 	struct vx_track *t = key ? track_lookup(key) : NULL;
 	struct scratch_area *a;
-	struct scratch *s = scratch_get(&a);
+	struct scratch *s = scratch_keyed(skb, &key, &a);
 	if (!s)
 		return;
-	if (!key)
-		key = skb_key(skb);
 	on_free_scratch(s, skb, key, t, location, args >> 8, args & 0xff, now, direct);
 	scratch_put(a);
 }
