@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/vxtrace/vxtrace/journey"
 	"github.com/vxtrace/vxtrace/topo"
@@ -81,6 +82,7 @@ type fillStore struct {
 	// flooded trace's CPU.
 	recent [4]addrName
 	next   uint8
+	id     [16]byte // Packet.ID's bytes
 }
 
 type addrName struct {
@@ -266,13 +268,26 @@ var tcpFlagStrings = func() (t [256]string) {
 
 // PacketID formats a fingerprint as the document's packet id.
 func PacketID(fp uint64) string {
-	// Every traced packet gets one: fmt's boxing and parsing were a tenth
-	// of a flooded trace's CPU.
-	var raw [8]byte
 	var b [16]byte
+	encodeID(&b, fp)
+	return string(b[:])
+}
+
+// encodeID: every traced packet gets an id (fmt's boxing and parsing were
+// a tenth of a flooded trace's CPU).
+func encodeID(b *[16]byte, fp uint64) {
+	var raw [8]byte
 	binary.BigEndian.PutUint64(raw[:], fp)
 	hex.Encode(b[:], raw[:])
-	return string(b[:])
+}
+
+// packetID is PacketID in the fill's own bytes: a string per packet was
+// nearly all that a flooded trace allocated in the end, and so what made
+// its collector run (its Packet shares them like the rest of the fill, and
+// Clone copies them).
+func (f *fillStore) packetID(fp uint64) string {
+	encodeID(&f.id, fp)
+	return unsafe.String(&f.id[0], len(f.id))
 }
 
 func isEcho(t tracer.Tuple) bool {
@@ -348,7 +363,7 @@ func fillFromJourney(p *journey.Packet, out *Packet, all bool) {
 		f.vnis = make([]uint32, len(p.Steps))
 	}
 	*out = Packet{
-		ID:            PacketID(p.ID),
+		ID:            f.packetID(p.ID),
 		Inner:         inner(p.Inner, p.IPID, f),
 		Events:        events[:len(p.Steps)],
 		EventsOmitted: p.EventsOmitted,
@@ -395,9 +410,11 @@ func fillFromJourney(p *journey.Packet, out *Packet, all bool) {
 }
 
 // Clone copies p so that it shares nothing that a later FillFromJourney
-// into p writes: the events, and whatever the pointer fields point to.
+// into p writes: the events, the id's bytes, and whatever the pointer
+// fields point to.
 func (p Packet) Clone() Packet {
 	p.fill = nil
+	p.ID = strings.Clone(p.ID)
 	p.Events = slices.Clone(p.Events)
 	for i := range p.Events {
 		p.Events[i].VNI = clonePtr(p.Events[i].VNI)
