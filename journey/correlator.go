@@ -125,6 +125,7 @@ type Correlator struct {
 	stats   Stats
 
 	derived []derivedStep // deriveBridges' scratch
+	sink    uint64        // what warm read: kept, so that its loads stay
 
 	// last is the journey of the latest event: a CPU's events reach the
 	// reader together, and a packet's hops on one CPU follow each other,
@@ -497,6 +498,7 @@ func (j *journey) lateFree() bool { return !j.notJustFrees && len(j.Steps) > 0 }
 
 // finish derives bridge steps and decides the verdict.
 func (c *Correlator) finish(j *journey) {
+	c.sink += warm(j.Steps)
 	j.Steps = c.deriveBridges(j.Steps)
 	v, i := Decide(j.Steps)
 	j.Verdict = v
@@ -614,6 +616,17 @@ func (c *Correlator) bridgeAfter(steps []Step, i int) (int, Step, bool) {
 		Len:     tx.Len,
 		Derived: true,
 	}, true
+}
+
+// warm loads a word of every cache line of steps, with nothing else to wait
+// for: a journey waits out its grace long enough for its steps to leave the
+// caches, and the loads of one tight loop are all in flight at once, where
+// the passes that read the steps wait for each miss in turn.
+func warm(steps []Step) (sum uint64) {
+	for i := range steps {
+		sum += steps[i].Mono + uint64(len(steps[i].Dir))
+	}
+	return sum
 }
 
 // derivedStep is a step deriveBridges inserts before steps[at].
