@@ -249,7 +249,7 @@ func (c *Correlator) Add(ev *tracer.Event) {
 // journey that has no outcome one (see Decide): a drop, a consume, an
 // inbound step (a delivery, or the one a consume follows), or an outbound
 // one at a NIC. It reads the event's hook, not the step's Dir: comparing
-// strings, every event, was 8 % of a flooded trace's CPU.
+// strings, every event, was 8 % of a flooded trace's CPU profile.
 func mayDecide(h tracer.Hook, k topo.Kind) bool {
 	switch h {
 	case tracer.HookDrop, tracer.HookConsume, tracer.HookRx, tracer.HookTCIngress:
