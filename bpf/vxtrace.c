@@ -835,13 +835,13 @@ static __always_inline void on_free_scratch(struct scratch *s,
 }
 
 /* A free of a tracked packet, or a drop: out of line, as tc_events is, so
- * that consume_skb's miss path stays a few lines of code. key: the tracked
- * entry's (0: none); args: reason << 8 | hook. */
+ * that consume_skb's miss path stays a few lines of code. t: the skb's
+ * tracked entry (NULL: none); args: reason << 8 | hook. */
 static __always_inline void on_free_slow(struct sk_buff *skb, void *location,
-					 __u64 key, __u64 now, __u64 args,
+					 struct vx_track *t, __u64 now, __u64 args,
 					 const int direct)
 {
-	struct vx_track *t = key ? track_lookup(key) : NULL;
+	__u64 key = 0;
 	struct scratch_area *a;
 	struct scratch *s = scratch_keyed(skb, &key, &a);
 	if (!s)
@@ -850,16 +850,16 @@ static __always_inline void on_free_slow(struct sk_buff *skb, void *location,
 	scratch_put(a);
 }
 
-static __noinline void free_btf(struct sk_buff *skb, void *location, __u64 key,
-				__u64 now, __u64 args)
+static __noinline void free_btf(struct sk_buff *skb, void *location,
+				struct vx_track *t, __u64 now, __u64 args)
 {
-	on_free_slow(skb, location, key, now, args, 1);
+	on_free_slow(skb, location, t, now, args, 1);
 }
 
-static __noinline void free_raw(struct sk_buff *skb, void *location, __u64 key,
-				__u64 now, __u64 args)
+static __noinline void free_raw(struct sk_buff *skb, void *location,
+				struct vx_track *t, __u64 now, __u64 args)
 {
-	on_free_slow(skb, location, key, now, args, 0);
+	on_free_slow(skb, location, t, now, args, 0);
 }
 
 static __always_inline void on_free(struct sk_buff *skb, void *location,
@@ -874,14 +874,13 @@ static __always_inline void on_free(struct sk_buff *skb, void *location,
 	if (t && now - t->ts > cfg.track_ttl_ns) {
 		track_delete(key);
 		t = NULL;
-		key = 0;
 	}
 	if (!t && hook != VX_HOOK_DROP)
 		return;
 	if (direct)
-		free_btf(skb, location, key, now, (__u64)reason << 8 | hook);
+		free_btf(skb, location, t, now, (__u64)reason << 8 | hook);
 	else
-		free_raw(skb, location, key, now, (__u64)reason << 8 | hook);
+		free_raw(skb, location, t, now, (__u64)reason << 8 | hook);
 }
 
 /* BTF tracepoints: direct reads. */
