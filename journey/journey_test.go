@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/vxtrace/vxtrace/topo"
 	"github.com/vxtrace/vxtrace/tracer"
@@ -624,7 +625,7 @@ func TestHopFoundLater(t *testing.T) {
 // cannot change an open journey's outcome.
 func TestListFollowsDecide(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	hooks := []tracer.Hook{tracer.HookRx, tracer.HookTx, tracer.HookDrop, tracer.HookConsume, tracer.HookTCIngress, tracer.HookTCEgress}
+	hooks := []tracer.Hook{tracer.HookRx, tracer.HookTx, tracer.HookDrop, tracer.HookConsume, tracer.HookTCIngress, tracer.HookTCEgress, tracer.HookBrForward}
 	ifs := []struct{ ns, idx uint32 }{{nsC1, 2}, {nsOv1, 5}, {nsOv1, 4}, {nsN1, 2}, {nsN2, 2}, {nsOv2, 4}, {nsC2, 2}, {42, 17}}
 	settled := 0
 	for round := range 2000 {
@@ -637,7 +638,7 @@ func TestListFollowsDecide(t *testing.T) {
 			e := ev(fp, tus, hooks[rng.IntN(len(hooks))], f.ns, f.idx, false)
 			c.Add(&e)
 			j := c.byFP.get(fp)
-			v, _ := Decide(j.Steps)
+			v, _ := Decide(c.stepsOf(j))
 			if onSettled := j.list == &c.settled; onSettled != (v != Vanished) {
 				t.Fatalf("round %d event %d: on settled list %v, Decide says %s; steps %v", round, i, onSettled, v, view(&j.Packet))
 			}
@@ -854,5 +855,13 @@ func TestLateFreeFlag(t *testing.T) {
 	c.Flush(func(p *Packet) { ids = append(ids, p.ID) })
 	if s := c.Stats(); len(ids) != 0 || s.LateFrees != 2 {
 		t.Errorf("a reused journey of frees emitted %v, stats %+v", ids, s)
+	}
+}
+
+// A journey keeps its steps small until emit: the size is what makes emit
+// read a third of the cache lines, and the pool half as big.
+func TestKeptStepSize(t *testing.T) {
+	if n, full := unsafe.Sizeof(step{}), unsafe.Sizeof(Step{}); n > 40 || 2*n > full {
+		t.Fatalf("a kept step is %d bytes (a Step %d): want at most 40", n, full)
 	}
 }
