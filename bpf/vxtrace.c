@@ -566,6 +566,159 @@ static __always_inline __u32 sock_netns(const struct sock *sk, const int direct)
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
+/* Reads the IP header at l3 (proto in host order) into t and returns the L4
+ * header, or NULL where the full parser must decide (not IP, a fragment,
+ * headers past the linear data). */
+static __always_inline void *quick_ip(void *l3, void *end, __u16 proto,
+				      struct vx_tuple *t, __u16 *ip_id,
+				      const int full)
+{
+	if (proto == ETH_P_IP) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > end)
+			return NULL;
+		__u8 vihl = *(__u8 *)ip;
+		if ((vihl >> 4) != 4 || (vihl & 0x0f) < 5 ||
+		    (ip->frag_off & bpf_htons(0x1fff)))
+			return NULL;
+		t->family = 4;
+		t->proto = ip->protocol;
+		if (full)
+			*ip_id = bpf_ntohs(ip->id);
+		__builtin_memcpy(t->saddr, &ip->saddr, 4);
+		__builtin_memcpy(t->daddr, &ip->daddr, 4);
+		return l3 + (vihl & 0x0f) * 4;
+	}
+	if (proto == ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) > end || (*(__u8 *)ip6 >> 4) != 6)
+			return NULL;
+		t->family = 6;
+		t->proto = ip6->nexthdr;
+		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
+		return ip6 + 1;
+	}
+	return NULL;
+}
+
+/* Fills what parse_l4 fills (!full: the ports only, what the filter
+ * reads); -1 when the L4 header is not all in the linear data. */
+static __always_inline int quick_l4(void *l4, void *end, struct vx_parsed *p,
+				    const int full)
+{
+	struct vx_tuple *t = &p->inner;
+	__be16 *w = l4;
+	switch (t->proto) {
+	case IPPROTO_TCP_:
+		if (l4 + 20 > end)
+			return -1;
+		t->sport = bpf_ntohs(w[0]);
+		t->dport = bpf_ntohs(w[1]);
+		if (full) {
+			p->tcp_seq = bpf_ntohl(*(__be32 *)(l4 + 4));
+			t->l4_info = *(__u8 *)(l4 + 13);
+		}
+		return 0;
+	case IPPROTO_UDP_:
+		if (l4 + 8 > end)
+			return -1;
+		t->sport = bpf_ntohs(w[0]);
+		t->dport = bpf_ntohs(w[1]);
+		if (full)
+			p->udp_csum = bpf_ntohs(w[3]);
+		return 0;
+	case IPPROTO_ICMP_:
+	case IPPROTO_ICMPV6_:
+		if (l4 + 8 > end)
+			return -1;
+		if (full) {
+			t->l4_info = *(__u8 *)l4;
+			t->sport = bpf_ntohs(w[2]);
+			t->dport = bpf_ntohs(w[3]);
+		}
+		return 0;
+	}
+	return 0;
+}
+
+static __always_inline void *quick_eth(void *l2, void *end, __u16 *proto)
+{
+	struct ethhdr *eth = l2;
+	if ((void *)(eth + 1) > end)
+		return NULL;
+	__u16 p = bpf_ntohs(eth->h_proto);
+	void *l3 = eth + 1;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (p != ETH_P_8021Q && p != ETH_P_8021AD)
+			break;
+		if (l3 + 4 > end)
+			return NULL;
+		p = bpf_ntohs(*(__be16 *)(l3 + 2));
+		l3 += 4;
+	}
+	*proto = p;
+	return l3;
+}
+
+#define TC_Q_OVERLAY 1 /* UDP to a VXLAN port: the hop's tc_overlay counter */
+#define TC_Q_MISS 2	   /* a sure filter miss */
+#define TC_Q_PARSED 4	   /* p holds what parse_frame would give */
+
+/* Parses the headers where they lie (no copy, no lookup) into p, for the
+ * common packet (data to end: a TC program's packet, or a copy of the
+ * headers; proto: the L3 protocol, in host order, when !l2): IP, not a fragment, every header parse_frame reads in the
+ * linear data. Then (TC_Q_PARSED) p holds what parse_frame gives: with
+ * full, all of it (the prog.Run parser tests hold the TC program to the Go
+ * parser); without, the inner addresses, protocol and ports, all the
+ * filter's early miss reads. Anything else is left to the full path.
+ * Says too whether the packet is VXLAN. */
+static __always_inline int quick_parse_at(void *data, void *end, __u16 proto,
+					  int l2, struct vx_parsed *p, const int full)
+{
+	void *l3 = data;
+	int q = 0;
+	if (l2 && !(l3 = quick_eth(data, end, &proto)))
+		return 0;
+	void *l4 = quick_ip(l3, end, proto, &p->inner, &p->ip_id, full);
+	if (!l4 || quick_l4(l4, end, p, full) < 0)
+		return 0;
+	p->flags = VX_F_PARSED;
+	if (p->inner.proto == IPPROTO_UDP_ && is_vxlan_port(&cfg, p->inner.dport)) {
+		q |= TC_Q_OVERLAY;
+		void *vx = l4 + 8;
+		if (vx + VXLAN_HLEN > end)
+			return q;
+		/* Without the I flag it is plain UDP: the outer headers are
+		 * the packet. */
+		if (*(__u8 *)vx & 0x08) {
+			if (full) {
+				p->outer = p->inner;
+				p->ip_id = 0;
+				p->udp_csum = 0;
+				p->vni = bpf_ntohl(*(__be32 *)(vx + 4)) >> 8;
+				p->flags = VX_F_PARSED | VX_F_ENCAP;
+			}
+			__builtin_memset(&p->inner, 0, sizeof(p->inner));
+			l3 = quick_eth(vx + VXLAN_HLEN, end, &proto);
+			if (!l3)
+				return q;
+			l4 = quick_ip(l3, end, proto, &p->inner, &p->ip_id, full);
+			if (!l4 || quick_l4(l4, end, p, full) < 0)
+				return q;
+		}
+	}
+	return q | TC_Q_PARSED;
+}
+
+static __always_inline int quick_parse(struct __sk_buff *ctx, int l2,
+				       struct vx_parsed *p, const int full)
+{
+	return quick_parse_at((void *)(long)ctx->data, (void *)(long)ctx->data_end,
+			      bpf_ntohs(ctx->protocol), l2, p, full);
+}
+
 /* Copies the start of the frame into buf. An Ethernet-like device is read
  * from the MAC header; anything else (or an skb with no device, at free time)
  * from the network header, with the L3 protocol taken from skb->protocol. */
@@ -749,6 +902,35 @@ static __always_inline void on_dev(struct sk_buff *skb,
 	scratch_put(a);
 }
 
+/* Whether the skb being freed at a tracked address is another packet than
+ * the tracked one (fingerprint fp), which left on a path that fires no
+ * tracepoint (a UDP socket's read frees most datagrams so, on the CPU that
+ * made them). Its headers say: one that is not IP at all (netlink, ARP) is
+ * another; one whose headers are cut short cannot tell, and counts as
+ * ours. The common free has its IP headers in the copy, and the in-place
+ * parser reads them: the general one cost ~175 ns a free. Fills s->p. */
+static __always_inline int reused_skb(struct scratch *s, struct sk_buff *skb,
+				      __u64 fp, const int direct)
+{
+	struct vx_parsed *p = &s->p;
+	__u16 proto = bpf_ntohs(KREAD(direct, skb, protocol));
+	if (proto != ETH_P_IP && proto != ETH_P_IPV6)
+		return 1;
+	__u32 n = 0;
+	int l2;
+	if (snap_skb(skb, NULL, 0, s->buf, &n, &l2, &proto, direct) < 0)
+		return 0;
+	if (n > VX_SNAP_LEN)
+		return 0;
+	if (!(quick_parse_at(s->buf, s->buf + n, proto, 0, p, 1) & TC_Q_PARSED)) {
+		/* A partial in-place parse may have left fields behind. */
+		__builtin_memset(p, 0, sizeof(*p));
+		if (parse_frame(&cfg, s->buf, n, 0, proto, p, &s->in) < 0 || !fully_parsed(p))
+			return 0;
+	}
+	return fingerprint(p, &s->k) != fp;
+}
+
 /* skb is being freed: dropped (kfree_skb) or after normal use (consume_skb). */
 static __always_inline void on_free_scratch(struct scratch *s,
 					    struct sk_buff *skb, __u64 key,
@@ -794,10 +976,7 @@ static __always_inline void on_free_scratch(struct scratch *s,
 			if (sns != netns && !netns_allowed(sns))
 				return;
 		}
-		/* An address reused by another packet since a free that
-		 * fired no tracepoint: its headers say so. */
-		if (parse_skb(s, skb, dev, 0, direct) == 0 && fully_parsed(p) &&
-		    fingerprint(p, &s->k) != fp) {
+		if (reused_skb(s, skb, fp, direct)) {
 			stat_inc(VX_STAT_STALE);
 			return;
 		}
@@ -950,154 +1129,6 @@ int BPF_PROG(raw_consume_skb, struct sk_buff *skb, void *location)
 
 /* TC: per-hop counts of every packet (reading headers in place: no copy),
  * and, with cfg.tc_events, the events of the packets the filter wants. */
-/* Reads the IP header at l3 (proto in host order) into t and returns the L4
- * header, or NULL where the full parser must decide (not IP, a fragment,
- * headers past the linear data). */
-static __always_inline void *quick_ip(void *l3, void *end, __u16 proto,
-				      struct vx_tuple *t, __u16 *ip_id,
-				      const int full)
-{
-	if (proto == ETH_P_IP) {
-		struct iphdr *ip = l3;
-		if ((void *)(ip + 1) > end)
-			return NULL;
-		__u8 vihl = *(__u8 *)ip;
-		if ((vihl >> 4) != 4 || (vihl & 0x0f) < 5 ||
-		    (ip->frag_off & bpf_htons(0x1fff)))
-			return NULL;
-		t->family = 4;
-		t->proto = ip->protocol;
-		if (full)
-			*ip_id = bpf_ntohs(ip->id);
-		__builtin_memcpy(t->saddr, &ip->saddr, 4);
-		__builtin_memcpy(t->daddr, &ip->daddr, 4);
-		return l3 + (vihl & 0x0f) * 4;
-	}
-	if (proto == ETH_P_IPV6) {
-		struct ipv6hdr *ip6 = l3;
-		if ((void *)(ip6 + 1) > end || (*(__u8 *)ip6 >> 4) != 6)
-			return NULL;
-		t->family = 6;
-		t->proto = ip6->nexthdr;
-		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
-		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
-		return ip6 + 1;
-	}
-	return NULL;
-}
-
-/* Fills what parse_l4 fills (!full: the ports only, what the filter
- * reads); -1 when the L4 header is not all in the linear data. */
-static __always_inline int quick_l4(void *l4, void *end, struct vx_parsed *p,
-				    const int full)
-{
-	struct vx_tuple *t = &p->inner;
-	__be16 *w = l4;
-	switch (t->proto) {
-	case IPPROTO_TCP_:
-		if (l4 + 20 > end)
-			return -1;
-		t->sport = bpf_ntohs(w[0]);
-		t->dport = bpf_ntohs(w[1]);
-		if (full) {
-			p->tcp_seq = bpf_ntohl(*(__be32 *)(l4 + 4));
-			t->l4_info = *(__u8 *)(l4 + 13);
-		}
-		return 0;
-	case IPPROTO_UDP_:
-		if (l4 + 8 > end)
-			return -1;
-		t->sport = bpf_ntohs(w[0]);
-		t->dport = bpf_ntohs(w[1]);
-		if (full)
-			p->udp_csum = bpf_ntohs(w[3]);
-		return 0;
-	case IPPROTO_ICMP_:
-	case IPPROTO_ICMPV6_:
-		if (l4 + 8 > end)
-			return -1;
-		if (full) {
-			t->l4_info = *(__u8 *)l4;
-			t->sport = bpf_ntohs(w[2]);
-			t->dport = bpf_ntohs(w[3]);
-		}
-		return 0;
-	}
-	return 0;
-}
-
-static __always_inline void *quick_eth(void *l2, void *end, __u16 *proto)
-{
-	struct ethhdr *eth = l2;
-	if ((void *)(eth + 1) > end)
-		return NULL;
-	__u16 p = bpf_ntohs(eth->h_proto);
-	void *l3 = eth + 1;
-#pragma unroll
-	for (int i = 0; i < 2; i++) {
-		if (p != ETH_P_8021Q && p != ETH_P_8021AD)
-			break;
-		if (l3 + 4 > end)
-			return NULL;
-		p = bpf_ntohs(*(__be16 *)(l3 + 2));
-		l3 += 4;
-	}
-	*proto = p;
-	return l3;
-}
-
-#define TC_Q_OVERLAY 1 /* UDP to a VXLAN port: the hop's tc_overlay counter */
-#define TC_Q_MISS 2	   /* a sure filter miss */
-#define TC_Q_PARSED 4	   /* p holds what parse_frame would give */
-
-/* Parses the headers where they lie (no copy, no lookup) into p, for the
- * common packet: IP, not a fragment, every header parse_frame reads in the
- * linear data. Then (TC_Q_PARSED) p holds what parse_frame gives: with
- * full, all of it (the prog.Run parser tests hold the TC program to the Go
- * parser); without, the inner addresses, protocol and ports, all the
- * filter's early miss reads. Anything else is left to the full path.
- * Says too whether the packet is VXLAN. */
-static __always_inline int quick_parse(struct __sk_buff *ctx, int l2,
-				       struct vx_parsed *p, const int full)
-{
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	__u16 proto = bpf_ntohs(ctx->protocol);
-	void *l3 = data;
-	int q = 0;
-	if (l2 && !(l3 = quick_eth(data, end, &proto)))
-		return 0;
-	void *l4 = quick_ip(l3, end, proto, &p->inner, &p->ip_id, full);
-	if (!l4 || quick_l4(l4, end, p, full) < 0)
-		return 0;
-	p->flags = VX_F_PARSED;
-	if (p->inner.proto == IPPROTO_UDP_ && is_vxlan_port(&cfg, p->inner.dport)) {
-		q |= TC_Q_OVERLAY;
-		void *vx = l4 + 8;
-		if (vx + VXLAN_HLEN > end)
-			return q;
-		/* Without the I flag it is plain UDP: the outer headers are
-		 * the packet. */
-		if (*(__u8 *)vx & 0x08) {
-			if (full) {
-				p->outer = p->inner;
-				p->ip_id = 0;
-				p->udp_csum = 0;
-				p->vni = bpf_ntohl(*(__be32 *)(vx + 4)) >> 8;
-				p->flags = VX_F_PARSED | VX_F_ENCAP;
-			}
-			__builtin_memset(&p->inner, 0, sizeof(p->inner));
-			l3 = quick_eth(vx + VXLAN_HLEN, end, &proto);
-			if (!l3)
-				return q;
-			l4 = quick_ip(l3, end, proto, &p->inner, &p->ip_id, full);
-			if (!l4 || quick_l4(l4, end, p, full) < 0)
-				return q;
-		}
-	}
-	return q | TC_Q_PARSED;
-}
-
 /* The miss path's parse: whether the filter surely misses. A miss needs no
  * lookup only with filters on inner headers: those do not change along the
  * path (on_hop's own early miss); anything else is left to that path, so

@@ -93,6 +93,12 @@ func newVethPair(t *testing.T) *vethPair {
 // port-unreachable answer of one datagram does not fail the next send.
 func (p *vethPair) sendUDP(t *testing.T, n int) {
 	t.Helper()
+	p.sendUDPTo(t, 9, n, 10*time.Millisecond)
+}
+
+// sendUDPTo sends n datagrams from A to B's port, gap apart.
+func (p *vethPair) sendUDPTo(t *testing.T, port, n int, gap time.Duration) {
+	t.Helper()
 	var conn *net.UDPConn
 	err := nsexec.Do(p.nsA.Path, func() error {
 		var err error
@@ -103,12 +109,12 @@ func (p *vethPair) sendUDP(t *testing.T, n int) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	dst := &net.UDPAddr{IP: net.ParseIP(p.addrB), Port: 9}
+	dst := &net.UDPAddr{IP: net.ParseIP(p.addrB), Port: port}
 	for range n {
 		if _, err := conn.WriteToUDP([]byte("vxtrace fallback test"), dst); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(gap)
 	}
 }
 
