@@ -15,7 +15,7 @@ func TestMemLimitFor(t *testing.T) {
 	for _, c := range []struct {
 		live uint64
 		want int64
-	}{{0, 48 * mib}, {30 * mib, 48 * mib}, {36 * mib, 48 * mib}, {40 * mib, 52 * mib}, {500 * mib, 512 * mib}} {
+	}{{0, 32 * mib}, {20 * mib, 32 * mib}, {25 * mib, 37 * mib}, {40 * mib, 52 * mib}, {500 * mib, 512 * mib}} {
 		if got := memLimitFor(c.live); got != c.want {
 			t.Errorf("memLimitFor(%d MiB) = %d MiB, want %d MiB", c.live/mib, got/mib, c.want/mib)
 		}
