@@ -667,9 +667,9 @@ static __always_inline void *quick_eth(void *l2, void *end, __u16 *proto)
 #define TC_Q_PARSED 4	   /* p holds what parse_frame would give */
 
 /* Parses the headers where they lie (no copy, no lookup) into p, for the
- * common packet (data to end: a TC program's packet, or a copy of the
- * headers; proto: the L3 protocol, in host order, when !l2): IP, not a fragment, every header parse_frame reads in the
- * linear data. Then (TC_Q_PARSED) p holds what parse_frame gives: with
+ * common packet: IP, not a fragment, every header parse_frame reads in the
+ * linear data. data to end: a TC program's packet, or a copy of the
+ * headers; proto: the L3 protocol (host order) when !l2. Then (TC_Q_PARSED) p holds what parse_frame gives: with
  * full, all of it (the prog.Run parser tests hold the TC program to the Go
  * parser); without, the inner addresses, protocol and ports, all the
  * filter's early miss reads. Anything else is left to the full path.
