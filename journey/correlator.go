@@ -232,7 +232,7 @@ func (c *Correlator) Add(ev *tracer.Event) {
 	decide := j.list != &c.open
 	switch {
 	case len(j.steps) < c.opts.MaxSteps:
-		if mayDecide(ev.Hook, c.addStep(j, ev).kind()) {
+		if mayDecide(ev.Hook, c.addStep(j, ev).where) {
 			decide = true
 		}
 	case ev.Hook == tracer.HookDrop:
@@ -248,17 +248,17 @@ func (c *Correlator) Add(ev *tracer.Event) {
 	c.touch(j, decide)
 }
 
-// mayDecide says whether a step of hook h at a hop of kind k can give a
-// journey that has no outcome one (see Decide): a drop, a consume, an
-// inbound step (a delivery, or the one a consume follows), or an outbound
-// one at a NIC. It reads the event's hook, not the step's Dir: comparing
-// strings, every event, was 8 % of a flooded trace's CPU profile.
-func mayDecide(h tracer.Hook, k topo.Kind) bool {
+// mayDecide says whether a step of hook h at a hop where (whereOf its
+// kind) can give a journey that has no outcome one (see Decide): a drop, a
+// consume, an inbound step (a delivery, or the one a consume follows), or
+// an outbound one at a NIC. It reads the event's hook, not the step's Dir:
+// comparing strings, every event, was 8 % of a flooded trace's CPU profile.
+func mayDecide(h tracer.Hook, where uint8) bool {
 	switch h {
 	case tracer.HookDrop, tracer.HookConsume, tracer.HookRx, tracer.HookTCIngress:
 		return true
 	case tracer.HookTx, tracer.HookTCEgress:
-		return k == topo.KindNIC
+		return where == atNIC
 	}
 	return false
 }
@@ -284,11 +284,16 @@ const (
 	atNIC
 )
 
-func (s *step) kind() topo.Kind {
-	if s.hop == nil {
-		return ""
+// whereOf is what the verdict rule asks of a hop's kind, read once when a
+// step is kept (not through its hop pointer on every event).
+func whereOf(k topo.Kind) uint8 {
+	switch k {
+	case topo.KindContainer:
+		return atContainer
+	case topo.KindNIC:
+		return atNIC
 	}
-	return s.hop.Kind
+	return 0
 }
 
 // addStep adds ev's step in time order and returns it (valid until the
@@ -309,13 +314,7 @@ func (c *Correlator) addStep(j *journey, ev *tracer.Event) *step {
 		j.notJustFrees = true
 	}
 	if h, ok := c.lookup(ev.NetNS, ev.Ifindex); ok {
-		s.hop = h
-		switch h.Kind {
-		case topo.KindContainer:
-			s.where = atContainer
-		case topo.KindNIC:
-			s.where = atNIC
-		}
+		s.hop, s.where = h, whereOf(h.Kind)
 	}
 	if ev.Time < j.First {
 		j.First = ev.Time

@@ -826,7 +826,7 @@ func TestMayDecideFollowsTheRule(t *testing.T) {
 		dir := h.String()
 		for _, k := range kinds {
 			want := dir == DirDrop || dir == DirConsume || inbound(dir) || (outbound(dir) && k == topo.KindNIC)
-			if got := mayDecide(h, k); got != want {
+			if got := mayDecide(h, whereOf(k)); got != want {
 				t.Errorf("mayDecide(%s, %q) = %v, the rule says %v", dir, k, got, want)
 			}
 		}
