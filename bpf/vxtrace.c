@@ -920,8 +920,6 @@ static __always_inline int reused_skb(struct scratch *s, struct sk_buff *skb,
 	int l2;
 	if (snap_skb(skb, NULL, 0, s->buf, &n, &l2, &proto, direct) < 0)
 		return 0;
-	if (n > VX_SNAP_LEN)
-		return 0;
 	if (!(quick_parse_at(s->buf, s->buf + n, proto, 0, p, 1) & TC_Q_PARSED)) {
 		/* A partial in-place parse may have left fields behind. */
 		__builtin_memset(p, 0, sizeof(*p));
