@@ -18,7 +18,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 iptables nftables \
             busybox-static docker.io containerd runc tmux iperf3 tcpdump procps kmod \
             util-linux libcap2-bin
 
-.PHONY: help deps generate check-generated build test test-unit fuzz lint demo bench bench-smoke soak clean
+.PHONY: help deps generate check-generated build test test-unit fuzz lint demo bench bench-smoke soak profile clean
 
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +66,10 @@ bench-smoke: deps build ## one short block of each bench mode: keeps the bench w
 
 soak: deps build ## trace-all for 10 minutes, printing the tracer's RSS and heap over time
 	@BENCH_ARGS="--soak 10m" scripts/bench.sh
+
+profile: deps build ## where the CPU goes while vxtrace traces every packet: perf samples per BPF program and part
+	@command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }
+	@BENCH_ARGS="--profile 20s" scripts/bench.sh
 
 clean:
 	rm -rf $(BIN)

@@ -45,6 +45,7 @@ type options struct {
 	protos    []string
 	modes     []Mode
 	soak      time.Duration
+	profile   time.Duration
 	from      string
 }
 
@@ -65,9 +66,14 @@ func run() int {
 	flag.StringVar(&modes, "modes", "p1,p2,tcpdump-nic,tcpdump-all,empty", "modes besides the baseline")
 	flag.StringVar(&o.from, "from", "", "print the table of an earlier results file (recomputing its summary) and exit")
 	flag.DurationVar(&o.soak, "soak", 0, "instead of the table: run trace-all UDP for this long and print the tracer's RSS over time (P8)")
+	flag.DurationVar(&o.profile, "profile", 0, "instead of the table: sample every CPU with perf for this long per protocol while vxtrace traces every packet, and print where the time goes")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))
+		return 2
+	}
+	if o.profile > 0 && o.profile < time.Second {
+		fmt.Fprintln(os.Stderr, "bench: --profile must be at least 1s")
 		return 2
 	}
 	if o.blocks < 1 || o.seconds < 1 {
@@ -165,6 +171,9 @@ func bench(ctx context.Context, o *options) (err error) {
 	}
 	if o.soak > 0 {
 		return r.soakRun(ctx)
+	}
+	if o.profile > 0 {
+		return r.profileRun(ctx)
 	}
 	res, err := r.runAll(ctx)
 	if res != nil {
