@@ -228,7 +228,8 @@ static __always_inline void track_delete(__u64 key)
 
 /* A new entry for key (not in the table), or NULL if another CPU's claim
  * won the entry. */
-static __always_inline struct vx_track *track_insert(__u64 key, __u64 fp, __u64 now)
+static __always_inline struct vx_track *track_insert(__u64 key, __u64 fp, __u32 chk,
+						     __u64 now)
 {
 	struct vx_track_set *s = track_set(key);
 	if (!s)
@@ -258,6 +259,7 @@ static __always_inline struct vx_track *track_insert(__u64 key, __u64 fp, __u64 
 	/* The caller sets the hop fields. */
 	struct vx_track *t = &s->val[pick];
 	t->fp = fp;
+	t->chk = chk;
 	t->ts = now;
 	t->sent = 0;
 	return t;
@@ -805,8 +807,8 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 		t = NULL;
 	}
 	if (t && (match || !ok || fully_parsed(p))) {
-		fp = ok ? fingerprint(p, &s->k) : 0;
-		if (fp != t->fp) {
+		__u32 chk = ok ? same_packet(p) : 0;
+		if (chk != t->chk) {
 			/* The address now holds another packet (one with no
 			 * IP header cannot be ours): the old one was freed on
 			 * a path that fires no tracepoint. A miss whose headers
@@ -816,7 +818,8 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 				stat_inc(VX_STAT_STALE);
 				return;
 			}
-			t->fp = fp;
+			t->fp = fingerprint(p, &s->k);
+			t->chk = chk;
 			t->sent = 0;
 			flags |= VX_F_NEW;
 		}
@@ -824,7 +827,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 		if (!match)
 			return;
 		fp = fingerprint(p, &s->k);
-		t = track_insert(key, fp, now);
+		t = track_insert(key, fp, same_packet(p), now);
 		tracking_started();
 		if (!t) {
 			stat_inc(VX_STAT_TRACK_FULL);
@@ -903,14 +906,14 @@ static __always_inline void on_dev(struct sk_buff *skb,
 }
 
 /* Whether the skb being freed at a tracked address is another packet than
- * the tracked one (fingerprint fp), which left on a path that fires no
+ * the tracked one (its check chk: same_packet), which left on a path that fires no
  * tracepoint (a UDP socket's read frees most datagrams so, on the CPU that
  * made them). Its headers say: one that is not IP at all (netlink, ARP) is
  * another; one whose headers are cut short cannot tell, and counts as
  * ours. The common free has its IP headers in the copy, and the in-place
  * parser reads them: the general one cost ~175 ns a free. Fills s->p. */
 static __always_inline int reused_skb(struct scratch *s, struct sk_buff *skb,
-				      __u64 fp, const int direct)
+				      __u32 chk, const int direct)
 {
 	struct vx_parsed *p = &s->p;
 	__u16 proto = bpf_ntohs(KREAD(direct, skb, protocol));
@@ -926,7 +929,7 @@ static __always_inline int reused_skb(struct scratch *s, struct sk_buff *skb,
 		if (parse_frame(&cfg, s->buf, n, 0, proto, p, &s->in) < 0 || !fully_parsed(p))
 			return 0;
 	}
-	return fingerprint(p, &s->k) != fp;
+	return same_packet(p) != chk;
 }
 
 /* skb is being freed: dropped (kfree_skb) or after normal use (consume_skb). */
@@ -950,6 +953,7 @@ static __always_inline void on_free_scratch(struct scratch *s,
 	if (t) {
 		headers = needs_headers(t, p, now);
 		fp = t->fp;
+		__u32 chk = t->chk;
 		__u64 tdev = t->dev;
 		netns = t->netns;
 		ifindex = t->ifindex;
@@ -974,7 +978,7 @@ static __always_inline void on_free_scratch(struct scratch *s,
 			if (sns != netns && !netns_allowed(sns))
 				return;
 		}
-		if (reused_skb(s, skb, fp, direct)) {
+		if (reused_skb(s, skb, chk, direct)) {
 			stat_inc(VX_STAT_STALE);
 			return;
 		}

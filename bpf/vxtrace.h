@@ -229,7 +229,7 @@ struct vx_track {
 	__u32 netns; /* last hop that saw it */
 	__u32 ifindex;
 	__u32 sent; /* enum vx_sent */
-	__u32 pad;
+	__u32 chk;  /* same_packet's check of the packet's headers; never 0 */
 };
 
 /* The tracked skbs: a set-associative table in an array, so that a lookup

@@ -66,6 +66,8 @@ func TestFreeOfReusedAddress(t *testing.T) {
 				set.Key[w] = a
 				v := &set.Val[w]
 				v.Fp, v.Ts, v.Netns, v.Ifindex, v.Sent = ghost, now, p.hopB.NetNS.Inode, p.hopB.Ifindex, 1
+				// A freed slot keeps its last check; 0 matches no packet's.
+				v.Chk = 0
 				planted++
 				break
 			}

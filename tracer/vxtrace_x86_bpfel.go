@@ -265,7 +265,7 @@ type vxtraceVxTrackSet struct {
 		Netns   uint32
 		Ifindex uint32
 		Sent    uint32
-		Pad     uint32
+		Chk     uint32
 	}
 }
 
