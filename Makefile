@@ -67,7 +67,7 @@ bench-smoke: deps build ## one short block of each bench mode: keeps the bench w
 soak: deps build ## trace-all for 10 minutes, printing the tracer's RSS and heap over time
 	@BENCH_ARGS="--soak 10m" scripts/bench.sh
 
-profile: deps build ## where the CPU goes while vxtrace traces every packet: perf samples per BPF program and part
+profile: deps build ## where the CPU goes while vxtrace misses, then traces, every packet: perf samples per BPF program and part
 	@command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }
 	@BENCH_ARGS="--profile 20s" scripts/bench.sh
 

@@ -66,7 +66,7 @@ func run() int {
 	flag.StringVar(&modes, "modes", "p1,p2,tcpdump-nic,tcpdump-all,empty", "modes besides the baseline")
 	flag.StringVar(&o.from, "from", "", "print the table of an earlier results file (recomputing its summary) and exit")
 	flag.DurationVar(&o.soak, "soak", 0, "instead of the table: run trace-all UDP for this long and print the tracer's RSS over time (P8)")
-	flag.DurationVar(&o.profile, "profile", 0, "instead of the table: sample every CPU with perf for this long per protocol while vxtrace traces every packet, and print where the time goes")
+	flag.DurationVar(&o.profile, "profile", 0, "instead of the table: sample every CPU with perf for this long per protocol and vxtrace mode in --modes (p1, p2) under a flood, and print where the time goes")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))

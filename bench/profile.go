@@ -372,12 +372,13 @@ func perPacket(n int, pps, seconds float64) string {
 	return strconv.FormatFloat(float64(n)/profileHz*1e9/(pps*seconds), 'f', 0, 64)
 }
 
-// profileRun samples every CPU with perf while vxtrace traces every packet
-// of a flood (P2), and says where the time goes: in which BPF program and
-// which part of it (its own code, the clock, the header copy, the ring),
-// in the tracer, in the workload. perf's cpu-clock samples come from a
-// timer, so the guest needs no hardware counters; time with interrupts off
-// is charged where they come back on.
+// profileRun samples every CPU with perf while vxtrace watches a flood,
+// once per vxtrace mode in --modes (its filter missing the flow, P1;
+// tracing every packet, P2), and says where the time goes: in which BPF
+// program and which part of it (its own code, the clock, the header copy,
+// the ring), in the tracer, in the workload. perf's cpu-clock samples come
+// from a timer, so the guest needs no hardware counters; time with
+// interrupts off is charged where they come back on.
 func (r *runner) profileRun(ctx context.Context) error {
 	perf, err := lookPath("perf")
 	if err != nil {
@@ -390,17 +391,28 @@ func (r *runner) profileRun(ctx context.Context) error {
 	}
 	defer restore()
 	seconds := int(r.o.profile.Seconds())
+	var modes []Mode
+	for _, m := range r.o.modes {
+		if m.vxtrace() {
+			modes = append(modes, m)
+		}
+	}
+	if len(modes) == 0 {
+		return errors.New("--profile needs p1 or p2 in --modes")
+	}
 	for _, proto := range r.o.protos {
-		if err := r.profileProto(ctx, perf, proto, seconds); err != nil {
-			return fmt.Errorf("profile %s: %w", proto, err)
+		for _, m := range modes {
+			if err := r.profileProto(ctx, perf, proto, m, seconds); err != nil {
+				return fmt.Errorf("profile %s %s: %w", proto, m, err)
+			}
 		}
 	}
 	return nil
 }
 
-func (r *runner) profileProto(ctx context.Context, perf, proto string, seconds int) error {
+func (r *runner) profileProto(ctx context.Context, perf, proto string, mode Mode, seconds int) error {
 	t := &Tracer{}
-	tr, err := r.startTracer(ctx, ModeP2, t)
+	tr, err := r.startTracer(ctx, mode, t)
 	if err != nil {
 		return err
 	}
@@ -430,7 +442,7 @@ func (r *runner) profileProto(ctx context.Context, perf, proto string, seconds i
 	case <-time.After(2 * time.Second):
 	}
 	data := filepath.Join(r.tmp, "perf-"+proto+".data")
-	fmt.Printf("bench: profile %s: sampling every CPU for %d s (perf record -e cpu-clock -a -g -F %d)\n", proto, seconds, profileHz)
+	fmt.Printf("bench: profile %s %s: sampling every CPU for %d s (perf record -e cpu-clock -a -g -F %d)\n", proto, mode, seconds, profileHz)
 	rec := exec.CommandContext(ctx, perf, "record", "-q", "-e", "cpu-clock", "-a", "-g", "-F", strconv.Itoa(profileHz),
 		"-o", data, "--", "sleep", strconv.Itoa(seconds))
 	if out, err := rec.CombinedOutput(); err != nil {
@@ -454,7 +466,7 @@ func (r *runner) profileProto(ctx context.Context, perf, proto string, seconds i
 	if err := parseStats(tr.stderr.String(), t); err != nil {
 		return err
 	}
-	if t.Events == 0 {
+	if mode == ModeP2 && t.Events == 0 {
 		fmt.Fprintf(os.Stderr, "bench: profile %s traced nothing\n", proto)
 		return errInvalid
 	}
@@ -480,8 +492,9 @@ func (r *runner) profileProto(ctx context.Context, perf, proto string, seconds i
 		pps = ip.PPS
 		rate = fmt.Sprintf("%.0f packets/s", pps)
 	}
-	fmt.Printf("bench: profile %s: trace-all, %s, %d samples on %d CPUs; events %d, lost %d kernel + %d user\n",
-		proto, rate, p.total, runtime.NumCPU(), t.Events, t.LostKernel, t.LostUser)
+	what := map[Mode]string{ModeP1: "filter misses the flow", ModeP2: "trace-all"}[mode]
+	fmt.Printf("bench: profile %s %s: %s, %s, %d samples on %d CPUs; events %d, lost %d kernel + %d user\n",
+		proto, mode, what, rate, p.total, runtime.NumCPU(), t.Events, t.LostKernel, t.LostUser)
 	p.print(os.Stdout, pps, float64(seconds))
 	p.printLines(os.Stdout, 25, pps, float64(seconds))
 	return nil
