@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-
-	"github.com/vxtrace/vxtrace/lab"
 )
 
 // profileHz is perf's sampling rate: low enough that perf's own share stays
@@ -417,21 +415,13 @@ func (r *runner) profileProto(ctx context.Context, perf, proto string, mode Mode
 		return err
 	}
 	defer tr.stop(syscall.SIGINT, 60*time.Second)
-	c1, c2 := r.lab.NS(lab.RoleC1), r.lab.NS(lab.RoleC2)
-	srv, err := r.procs.start(c2, false, "iperf3", "-s", "-1", "-p", strconv.Itoa(iperfPort))
+	srv, err := r.iperfServer(ctx)
 	if err != nil {
 		return err
 	}
 	defer srv.stop(syscall.SIGKILL, 5*time.Second)
-	if err := waitListen(ctx, srv, iperfPort); err != nil {
-		return err
-	}
 	// The flood runs 2 s before perf starts and 2 s after it stops.
-	args := []string{"iperf3", "-c", r.dst, "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(seconds + 4), "-J"}
-	if proto == "udp" {
-		args = append(args, "-u", "-b", "0", "-l", "64")
-	}
-	cl, err := r.procs.start(c1, true, args...)
+	cl, err := r.iperfClient(proto, seconds+4)
 	if err != nil {
 		return err
 	}

@@ -565,22 +565,38 @@ func parseTcpdump(out string) (captured, dropped uint64) {
 	return captured, dropped
 }
 
+// iperfServer starts a one-test iperf3 server in c2 and returns once it
+// listens.
+func (r *runner) iperfServer(ctx context.Context) (*proc, error) {
+	srv, err := r.procs.start(r.lab.NS(lab.RoleC2), false, "iperf3", "-s", "-1", "-p", strconv.Itoa(iperfPort))
+	if err != nil {
+		return nil, err
+	}
+	if err := waitListen(ctx, srv, iperfPort); err != nil {
+		_ = srv.stop(syscall.SIGKILL, 5*time.Second)
+		return nil, err
+	}
+	return srv, nil
+}
+
+// iperfClient starts the test from c1, its JSON report kept: one TCP
+// stream, or UDP 64-byte datagrams as fast as they go.
+func (r *runner) iperfClient(proto string, seconds int) (*proc, error) {
+	args := []string{"iperf3", "-c", r.dst, "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(seconds), "-J"}
+	if proto == "udp" {
+		args = append(args, "-u", "-b", "0", "-l", "64")
+	}
+	return r.procs.start(r.lab.NS(lab.RoleC1), true, args...)
+}
+
 // iperf runs one iperf3 test from c1 to c2 and fills b.Value.
 func (r *runner) iperf(ctx context.Context, b *Block, seconds int) error {
-	c1, c2 := r.lab.NS(lab.RoleC1), r.lab.NS(lab.RoleC2)
-	srv, err := r.procs.start(c2, false, "iperf3", "-s", "-1", "-p", strconv.Itoa(iperfPort))
+	srv, err := r.iperfServer(ctx)
 	if err != nil {
 		return err
 	}
 	defer srv.stop(syscall.SIGKILL, 5*time.Second)
-	if err := waitListen(ctx, srv, iperfPort); err != nil {
-		return err
-	}
-	args := []string{"iperf3", "-c", r.dst, "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(seconds), "-J"}
-	if b.Proto == "udp" {
-		args = append(args, "-u", "-b", "0", "-l", "64")
-	}
-	cl, err := r.procs.start(c1, true, args...)
+	cl, err := r.iperfClient(b.Proto, seconds)
 	if err != nil {
 		return err
 	}

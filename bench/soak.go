@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
-	"github.com/vxtrace/vxtrace/lab"
 	"github.com/vxtrace/vxtrace/tracer"
 )
 
@@ -24,17 +22,12 @@ func (r *runner) soakRun(ctx context.Context) error {
 		return err
 	}
 	defer tr.stop(syscall.SIGINT, 60*time.Second)
-	c1, c2 := r.lab.NS(lab.RoleC1), r.lab.NS(lab.RoleC2)
-	srv, err := r.procs.start(c2, false, "iperf3", "-s", "-1", "-p", strconv.Itoa(iperfPort))
+	srv, err := r.iperfServer(ctx)
 	if err != nil {
 		return err
 	}
 	defer srv.stop(syscall.SIGKILL, 5*time.Second)
-	if err := waitListen(ctx, srv, iperfPort); err != nil {
-		return err
-	}
-	secs := int(r.o.soak.Seconds())
-	cl, err := r.procs.start(c1, false, "iperf3", "-c", r.dst, "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(secs), "-u", "-b", "0", "-l", "64")
+	cl, err := r.iperfClient("udp", int(r.o.soak.Seconds()))
 	if err != nil {
 		return err
 	}
