@@ -28,6 +28,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -97,6 +98,10 @@ func run() int {
 			return 2
 		}
 		o.modes = append(o.modes, mode)
+	}
+	if o.profile > 0 && !slices.ContainsFunc(o.modes, Mode.vxtrace) {
+		fmt.Fprintln(os.Stderr, "bench: --profile samples vxtrace's modes: give p1 or p2 in --modes")
+		return 2
 	}
 
 	if o.from != "" {

@@ -199,6 +199,26 @@ func bpfPart(callees []frame) string {
 	return partOther
 }
 
+type count struct {
+	k string
+	v int
+}
+
+// sorted is m's entries, the most samples first.
+func sorted(m map[string]int) []count {
+	var s []count
+	for k, v := range m {
+		s = append(s, count{k, v})
+	}
+	sort.Slice(s, func(i, j int) bool {
+		if s[i].v != s[j].v {
+			return s[i].v > s[j].v
+		}
+		return s[i].k < s[j].k
+	})
+	return s
+}
+
 // profileRow is one line of the table.
 type profileRow struct {
 	name    string
@@ -209,23 +229,6 @@ type profileRow struct {
 // rows orders the table: the BPF programs (largest first) with their
 // parts, then everything else.
 func (p *profile) rows() []profileRow {
-	type kv struct {
-		k string
-		v int
-	}
-	sorted := func(m map[string]int) []kv {
-		var s []kv
-		for k, v := range m {
-			s = append(s, kv{k, v})
-		}
-		sort.Slice(s, func(i, j int) bool {
-			if s[i].v != s[j].v {
-				return s[i].v > s[j].v
-			}
-			return s[i].k < s[j].k
-		})
-		return s
-	}
 	progs := map[string]int{}
 	all := 0
 	for name, parts := range p.bpf {
@@ -335,22 +338,11 @@ func (p *profile) printLines(w io.Writer, n int, pps, seconds float64) {
 	if len(p.lines) == 0 {
 		return
 	}
-	type kv struct {
-		k string
-		v int
-	}
-	var s []kv
+	s := sorted(p.lines)
 	all := 0
-	for k, v := range p.lines {
-		s = append(s, kv{k, v})
-		all += v
+	for _, e := range s {
+		all += e.v
 	}
-	sort.Slice(s, func(i, j int) bool {
-		if s[i].v != s[j].v {
-			return s[i].v > s[j].v
-		}
-		return s[i].k < s[j].k
-	})
 	fmt.Fprintf(w, "  the BPF programs' source lines with the most samples (a line's callees count in it):\n")
 	fmt.Fprintf(w, "  %8s %8s %12s  %s\n", "samples", "of BPF", "ns/packet", "line")
 	for i, e := range s {
@@ -389,17 +381,11 @@ func (r *runner) profileRun(ctx context.Context) error {
 	}
 	defer restore()
 	seconds := int(r.o.profile.Seconds())
-	var modes []Mode
-	for _, m := range r.o.modes {
-		if m.vxtrace() {
-			modes = append(modes, m)
-		}
-	}
-	if len(modes) == 0 {
-		return errors.New("--profile needs p1 or p2 in --modes")
-	}
 	for _, proto := range r.o.protos {
-		for _, m := range modes {
+		for _, m := range r.o.modes {
+			if !m.vxtrace() {
+				continue
+			}
 			if err := r.profileProto(ctx, perf, proto, m, seconds); err != nil {
 				return fmt.Errorf("profile %s %s: %w", proto, m, err)
 			}
