@@ -906,12 +906,12 @@ static __always_inline void on_dev(struct sk_buff *skb,
 }
 
 /* Whether the skb being freed at a tracked address is another packet than
- * the tracked one (its check chk: same_packet), which left on a path that fires no
- * tracepoint (a UDP socket's read frees most datagrams so, on the CPU that
- * made them). Its headers say: one that is not IP at all (netlink, ARP) is
- * another; one whose headers are cut short cannot tell, and counts as
- * ours. The common free has its IP headers in the copy, and the in-place
- * parser reads them: the general one cost ~175 ns a free. Fills s->p. */
+ * the tracked one (its check chk: same_packet), which left on a path that
+ * fires no tracepoint (a UDP socket's read frees most datagrams so, on the
+ * CPU that made them). Its headers say: one that is not IP at all
+ * (netlink, ARP) is another; one whose headers are cut short cannot tell,
+ * and counts as ours. The common free has its IP headers in the copy, and
+ * the in-place parser reads them: the general one cost ~175 ns a free. Fills s->p. */
 static __always_inline int reused_skb(struct scratch *s, struct sk_buff *skb,
 				      __u32 chk, const int direct)
 {
