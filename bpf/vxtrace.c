@@ -818,7 +818,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 				stat_inc(VX_STAT_STALE);
 				return;
 			}
-			t->fp = fingerprint(p, &s->k);
+			t->fp = ok ? fingerprint(p, &s->k) : 0;
 			t->chk = chk;
 			t->sent = 0;
 			flags |= VX_F_NEW;
