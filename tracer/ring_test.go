@@ -493,3 +493,70 @@ func TestBatchedEvents(t *testing.T) {
 		t.Errorf("stats %+v, want %d written and none lost", st, runs)
 	}
 }
+
+// TestWakeupThreshold: while the reader is awake, the kernel wakes it each
+// time the data queued in the ring grows past another WakeupBytes, and
+// never in between. Wake-ups are watched as edges of an edge-triggered
+// epoll on the ring: a record written without one adds data but no edge.
+// Nothing reads the ring, so what is queued is all that was written.
+func TestWakeupThreshold(t *testing.T) {
+	const threshold = 4096
+	tr := newBenchTracer(t, Config{NoBatch: true, WakeupBytes: threshold})
+	rd, err := ringbuf.NewReader(tr.maps.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ep)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(tr.maps.Events.FD())}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, tr.maps.Events.FD(), &ev); err != nil {
+		t.Fatal(err)
+	}
+	woken := func(wait int) bool {
+		evs := make([]unix.EpollEvent, 1)
+		for {
+			n, err := unix.EpollWait(ep, evs, wait)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n > 0
+		}
+	}
+	woken(0) // an empty ring's edge, if any, from registering
+
+	frame := benchFrame()
+	wakes := 0
+	for i := 0; i < 100; i++ {
+		before := rd.AvailableBytes()
+		if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
+			t.Fatal(err)
+		}
+		after := rd.AvailableBytes()
+		if after == before {
+			t.Fatalf("run %d wrote no record", i)
+		}
+		want := after/threshold != before/threshold
+		if want {
+			wakes++
+		}
+		// A wake-up reaches epoll through an irq_work: wait for one
+		// that is due, and a little while for one that must not come.
+		wait := 20
+		if want {
+			wait = 1000
+		}
+		if got := woken(wait); got != want {
+			t.Fatalf("record %d (queued %d -> %d bytes): woken %v, want %v", i, before, after, got, want)
+		}
+	}
+	if wakes < 3 {
+		t.Fatalf("only %d wake-ups in 100 records: the test shows nothing", wakes)
+	}
+}
