@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,6 +76,12 @@ func TestMedian(t *testing.T) {
 	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
 		t.Fatal(m)
 	}
+	if q := quantile([]float64{5, 1, 4, 2, 3}, 0.25); q != 2 {
+		t.Fatal(q)
+	}
+	if q := quantile([]float64{4, 1, 2, 3}, 0.75); q != 3.25 {
+		t.Fatal(q)
+	}
 }
 
 // The table sets P1 against the empty programs' blocks: the ceiling line
@@ -85,8 +92,10 @@ func TestCeilingLine(t *testing.T) {
 		m     Mode
 		ratio float64
 	}{{ModeP1, 0.84}, {ModeEmpty, 0.95}, {ModeP1, 0.86}, {ModeEmpty, 0.97}, {ModeP1, 0.85}, {ModeEmpty, 0.96}} {
-		res.Blocks = append(res.Blocks, &Block{Round: i/2 + 1, Proto: "udp", Mode: r.m, Value: 1, Unit: "pps", Ratio: r.ratio},
-			&Block{Round: i/2 + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"})
+		// Baselines of 1 either side: the ratio is the block's value.
+		res.Blocks = append(res.Blocks, &Block{Round: i + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"},
+			&Block{Round: i + 1, Proto: "udp", Mode: r.m, Value: r.ratio, Unit: "pps"},
+			&Block{Round: i + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"})
 	}
 	summarize(res)
 	var out bytes.Buffer
@@ -111,5 +120,47 @@ func TestReadMemStats(t *testing.T) {
 	}
 	if _, err := readMemStats(filepath.Join(t.TempDir(), "none")); err == nil {
 		t.Error("a missing file read without error")
+	}
+}
+
+// A round B m1 B m2 B: each mode against the baselines either side, the
+// inner baseline against the outer ones; an invalid neighbour leaves a
+// ratio out. The noise line gives the baselines' spread.
+func TestSetRatios(t *testing.T) {
+	vals := []float64{100, 90, 120, 60, 80}
+	var blocks []*Block
+	for i, v := range vals {
+		m := ModeBaseline
+		if i%2 == 1 {
+			m = ModeP1
+		}
+		blocks = append(blocks, &Block{Round: 1, Proto: "udp", Mode: m, Value: v, Unit: "pps"})
+	}
+	setRatios(blocks)
+	setRatios(blocks) // again: the same
+	want := []float64{0, 90.0 / 110, 120.0 / 90, 60.0 / 100, 0}
+	for i, b := range blocks {
+		if math.Abs(b.Ratio-want[i]) > 1e-9 {
+			t.Errorf("block %d (%s): ratio %.4f, want %.4f", i, b.Mode, b.Ratio, want[i])
+		}
+	}
+	res := &Results{Options: OptsOut{Protos: []string{"udp"}, Modes: []Mode{ModeP1}}, Blocks: blocks}
+	summarize(res)
+	var out bytes.Buffer
+	printTable(&out, res)
+	for _, w := range []string{"noise, udp: a baseline block against the baselines either side of it: median 1.333, middle half 1.333 to 1.333, all 1.333 to 1.333",
+		"udp  baseline  - 1.333 -"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("no %q in\n%s", w, out.String())
+		}
+	}
+
+	blocks[4].Error = "iperf3 failed"
+	for _, b := range blocks {
+		b.Ratio = 0
+	}
+	setRatios(blocks)
+	if blocks[2].Ratio != 0 || blocks[3].Ratio != 0 || blocks[1].Ratio == 0 {
+		t.Errorf("with the last baseline invalid: ratios %.3f %.3f %.3f, want m1 only", blocks[1].Ratio, blocks[2].Ratio, blocks[3].Ratio)
 	}
 }

@@ -65,6 +65,10 @@ type Summary struct {
 	Value       float64 `json:"median_value"`
 	MedianRatio float64 `json:"median_ratio"`
 	MinRatio    float64 `json:"min_ratio"`
+	MaxRatio    float64 `json:"max_ratio,omitempty"`
+	// The middle half of the blocks' ratios.
+	Q1Ratio     float64 `json:"q1_ratio,omitempty"`
+	Q3Ratio     float64 `json:"q3_ratio,omitempty"`
 	Busy        float64 `json:"median_host_busy_pct"`
 	TracerCPU   float64 `json:"median_tracer_cpu_pct,omitempty"` // vxtrace, or all tcpdumps
 	MaxRSSKiB   uint64  `json:"max_rss_kib,omitempty"`
@@ -110,17 +114,48 @@ type Overhead struct {
 	Events       uint64  `json:"events"`
 }
 
-func median(xs []float64) float64 {
+func median(xs []float64) float64 { return quantile(xs, 0.5) }
+
+// quantile interpolates between the closest ranks (the median of an even
+// count is the mean of the middle two).
+func quantile(xs []float64, q float64) float64 {
 	if len(xs) == 0 {
 		return 0
 	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
+	pos := q * float64(len(s)-1)
+	i := int(pos)
+	if i+1 >= len(s) {
+		return s[len(s)-1]
 	}
-	return (s[n/2-1] + s[n/2]) / 2
+	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
+}
+
+// setRatios fills in Ratio for one round's blocks of one protocol, in
+// their order B m1 B m2 ... B: a mode's block against the mean of the
+// baselines either side, and an inner baseline against the baselines two
+// blocks away. A baseline costs nothing, so its ratios spread only as far
+// as the host's noise: the modes' ratios carry that much of it.
+func setRatios(blocks []*Block) {
+	for _, b := range blocks {
+		b.Ratio = 0
+	}
+	ratio := func(i, j, k int) {
+		if j < 0 || k >= len(blocks) {
+			return
+		}
+		prev, next := blocks[j], blocks[k]
+		if base := (prev.Value + next.Value) / 2; base > 0 && prev.Error == "" && next.Error == "" {
+			blocks[i].Ratio = blocks[i].Value / base
+		}
+	}
+	for i := 1; i < len(blocks); i += 2 {
+		ratio(i, i-1, i+1)
+	}
+	for i := 2; i < len(blocks); i += 2 {
+		ratio(i, i-2, i+2)
+	}
 }
 
 func summarize(res *Results) {
@@ -128,6 +163,23 @@ func summarize(res *Results) {
 	res.Goals = nil
 	res.P4 = nil
 	res.Overhead = nil
+	// Ratios from the blocks' order, so that --from gives an earlier
+	// file's the same way.
+	rounds := map[string][]*Block{}
+	var keys []string
+	for _, b := range res.Blocks {
+		if b.Stats {
+			continue
+		}
+		k := fmt.Sprint(b.Round, b.Proto)
+		if rounds[k] == nil {
+			keys = append(keys, k)
+		}
+		rounds[k] = append(rounds[k], b)
+	}
+	for _, k := range keys {
+		setRatios(rounds[k])
+	}
 	find := func(m Mode, proto string) *Summary {
 		for i := range res.Summary {
 			if res.Summary[i].Mode == m && res.Summary[i].Proto == proto {
@@ -147,7 +199,7 @@ func summarize(res *Results) {
 				s.Unit = b.Unit
 				vals = append(vals, b.Value)
 				busy = append(busy, b.Busy)
-				if m != ModeBaseline && b.Ratio > 0 {
+				if b.Ratio > 0 {
 					ratios = append(ratios, b.Ratio)
 				}
 				if t := b.Tracer; t != nil {
@@ -174,6 +226,8 @@ func summarize(res *Results) {
 			if len(ratios) > 0 {
 				s.MedianRatio = median(ratios)
 				s.MinRatio = slices.Min(ratios)
+				s.MaxRatio = slices.Max(ratios)
+				s.Q1Ratio, s.Q3Ratio = quantile(ratios, 0.25), quantile(ratios, 0.75)
 			}
 			if s.N > 0 {
 				res.Summary = append(res.Summary, s)
@@ -331,7 +385,7 @@ func printTable(w io.Writer, res *Results) {
 	fmt.Fprintln(tw, "proto\tmode\tn\tmedian value\tmedian ratio\tmin ratio\thost busy\tcpu (tracer)\tmax RSS MiB\tevents/s\tlost k+u\t")
 	for _, s := range res.Summary {
 		ratio, minr := "-", "-"
-		if s.Mode != ModeBaseline {
+		if s.MedianRatio > 0 {
 			ratio, minr = fmt.Sprintf("%.3f", s.MedianRatio), fmt.Sprintf("%.3f", s.MinRatio)
 		}
 		val := fmt.Sprintf("%.2f %s", s.Value, s.Unit)
@@ -354,16 +408,28 @@ func printTable(w io.Writer, res *Results) {
 	}
 	tw.Flush()
 
-	fmt.Fprintln(w, "\n-- per-block ratios (round order)")
+	// A baseline costs nothing: its ratios spread only by the host's
+	// noise, which a mode's ratio carries as well.
+	for _, s := range res.Summary {
+		if s.Mode == ModeBaseline && s.MedianRatio > 0 {
+			fmt.Fprintf(w, "   noise, %s: a baseline block against the baselines either side of it: median %.3f, middle half %.3f to %.3f, all %.3f to %.3f\n",
+				s.Proto, s.MedianRatio, s.Q1Ratio, s.Q3Ratio, s.MinRatio, s.MaxRatio)
+		}
+	}
+
+	fmt.Fprintln(w, "\n-- per-block ratios (round order; baseline: against the baselines either side)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, proto := range res.Options.Protos {
-		for _, m := range res.Options.Modes {
+		for _, m := range append([]Mode{ModeBaseline}, res.Options.Modes...) {
 			var xs []string
 			for _, b := range res.Blocks {
 				if !b.Stats && b.Mode == m && b.Proto == proto {
-					if b.Error != "" {
+					switch {
+					case b.Error != "":
 						xs = append(xs, "invalid")
-					} else {
+					case b.Ratio == 0: // a round's first or last baseline
+						xs = append(xs, "-")
+					default:
 						xs = append(xs, fmt.Sprintf("%.3f", b.Ratio))
 					}
 				}

@@ -228,7 +228,6 @@ func (r *runner) runAll(ctx context.Context) (*Results, error) {
 			for _, m := range order {
 				seq = append(seq, m, ModeBaseline)
 			}
-			var blocks []*Block
 			for _, m := range seq {
 				if err := ctx.Err(); err != nil {
 					return res, err
@@ -239,14 +238,7 @@ func (r *runner) runAll(ctx context.Context) (*Results, error) {
 				if b.Error != "" {
 					res.Invalid = append(res.Invalid, fmt.Sprintf("round %d %s %s: %s", round, proto, m, b.Error))
 				}
-				blocks = append(blocks, b)
 				res.Blocks = append(res.Blocks, b)
-			}
-			for i := 1; i < len(blocks); i += 2 {
-				prev, next := blocks[i-1], blocks[i+1]
-				if base := (prev.Value + next.Value) / 2; base > 0 && prev.Error == "" && next.Error == "" {
-					blocks[i].Ratio = blocks[i].Value / base
-				}
 			}
 		}
 	}
