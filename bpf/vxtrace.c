@@ -798,7 +798,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 	if (!match && ok && fully_parsed(p) && !cfg.has_vni &&
 	    !cfg.outer_src.family && !cfg.outer_dst.family)
 		return;
-	__u64 now = bpf_ktime_get_ns(), fp = 0;
+	__u64 now = bpf_ktime_get_ns();
 
 	if (!t)
 		t = track_lookup(key);
@@ -826,8 +826,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 	} else if (!t) {
 		if (!match)
 			return;
-		fp = fingerprint(p, &s->k);
-		t = track_insert(key, fp, same_packet(p), now);
+		t = track_insert(key, fingerprint(p, &s->k), same_packet(p), now);
 		tracking_started();
 		if (!t) {
 			stat_inc(VX_STAT_TRACK_FULL);
@@ -840,7 +839,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 	t->dev = dev;
 	t->netns = netns;
 	t->ifindex = ifindex;
-	fp = t->fp;
+	__u64 fp = t->fp;
 
 	int in = hook == VX_HOOK_RX || hook == VX_HOOK_TC_INGRESS;
 	if (ts) {
@@ -911,7 +910,8 @@ static __always_inline void on_dev(struct sk_buff *skb,
  * CPU that made them). Its headers say: one that is not IP at all
  * (netlink, ARP) is another; one whose headers are cut short cannot tell,
  * and counts as ours. The common free has its IP headers in the copy, and
- * the in-place parser reads them: the general one cost ~175 ns a free. Fills s->p. */
+ * the in-place parser reads them: the general one cost ~175 ns a free.
+ * Fills s->p. */
 static __always_inline int reused_skb(struct scratch *s, struct sk_buff *skb,
 				      __u32 chk, const int direct)
 {
