@@ -502,11 +502,11 @@ func TestBatchedEvents(t *testing.T) {
 func TestWakeupThreshold(t *testing.T) {
 	const threshold = 4096
 	tr := newBenchTracer(t, Config{NoBatch: true, WakeupBytes: threshold})
-	rd, err := ringbuf.NewReader(tr.maps.Events)
+	rg, err := newRing(tr.maps.Events)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rd.Close()
+	defer rg.close()
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		t.Fatal(err)
@@ -534,11 +534,11 @@ func TestWakeupThreshold(t *testing.T) {
 	frame := benchFrame()
 	wakes := 0
 	for i := 0; i < 100; i++ {
-		before := rd.AvailableBytes()
+		before := rg.available()
 		if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
 			t.Fatal(err)
 		}
-		after := rd.AvailableBytes()
+		after := rg.available()
 		if after == before {
 			t.Fatalf("run %d wrote no record", i)
 		}
