@@ -165,13 +165,17 @@ func summarize(res *Results) {
 	res.Overhead = nil
 	// Ratios from the blocks' order, so that --from gives an earlier
 	// file's the same way.
-	rounds := map[string][]*Block{}
-	var keys []string
+	type roundKey struct {
+		round int
+		proto string
+	}
+	rounds := map[roundKey][]*Block{}
+	var keys []roundKey
 	for _, b := range res.Blocks {
 		if b.Stats {
 			continue
 		}
-		k := fmt.Sprint(b.Round, b.Proto)
+		k := roundKey{b.Round, b.Proto}
 		if rounds[k] == nil {
 			keys = append(keys, k)
 		}
