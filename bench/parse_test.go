@@ -106,6 +106,41 @@ func TestCeilingLine(t *testing.T) {
 	}
 }
 
+// P3 against tcpdump on every hop: a 3x that would need more than 1.0 is
+// said to be out of reach, and one within reach is not.
+func TestTcpdumpAllGoal(t *testing.T) {
+	for _, c := range []struct {
+		all, p2 float64
+		reach   bool
+	}{{0.668, 0.723, false}, {0.300, 0.892, true}} {
+		res := &Results{Options: OptsOut{Protos: []string{"udp"}, Modes: []Mode{ModeP2, ModeTcpdumpAll}}}
+		for i, r := range []struct {
+			m     Mode
+			ratio float64
+		}{{ModeP2, c.p2}, {ModeTcpdumpAll, c.all}} {
+			res.Blocks = append(res.Blocks, &Block{Round: i + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"},
+				&Block{Round: i + 1, Proto: "udp", Mode: r.m, Value: r.ratio, Unit: "pps"},
+				&Block{Round: i + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"})
+		}
+		summarize(res)
+		var g *Goal
+		for i := range res.Goals {
+			if strings.Contains(res.Goals[i].What, "tcpdump on every hop") {
+				g = &res.Goals[i]
+			}
+		}
+		if g == nil {
+			t.Fatalf("tcpdump-all %.3f: no P3 goal in %+v", c.all, res.Goals)
+		}
+		if out := strings.Contains(g.Got, "out of reach"); out == c.reach {
+			t.Errorf("tcpdump-all %.3f: got %q, out of reach said: %v", c.all, g.Got, out)
+		}
+		if g.Pass != (c.p2 >= 3*c.all) {
+			t.Errorf("tcpdump-all %.3f, p2 %.3f: pass %v", c.all, c.p2, g.Pass)
+		}
+	}
+}
+
 func TestReadMemStats(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mem")
 	if err := os.WriteFile(path, []byte("live=1048576 objects=2097152 goal=3145728 mapped=10485760 gcs=7\n"), 0o644); err != nil {

@@ -269,8 +269,16 @@ func summarize(res *Results) {
 				Value: p2.MedianRatio / nic.MedianRatio, Pass: p2.MedianRatio > nic.MedianRatio})
 		}
 		if all != nil && all.MedianRatio > 0 {
+			got := fmt.Sprintf("%.3f vs %.3f (%.2fx)", p2.MedianRatio, all.MedianRatio, p2.MedianRatio/all.MedianRatio)
+			if need := 3 * all.MedianRatio; need > 1 {
+				// Small packets cost tcpdump little per byte: where it
+				// keeps more than a third, the goal asks for more than
+				// no tracer at all keeps, and the reader should know a
+				// MISS here says nothing about vxtrace.
+				got += fmt.Sprintf("; 3x is %.2f, above the 1.0 of no tracer: out of reach", need)
+			}
 			res.Goals = append(res.Goals, Goal{ID: "P3", What: strings.ToUpper(proto) + ": vxtrace every hop vs tcpdump on every hop",
-				Target: "P2 ratio >= 3x tcpdump-all ratio", Got: fmt.Sprintf("%.3f vs %.3f (%.2fx)", p2.MedianRatio, all.MedianRatio, p2.MedianRatio/all.MedianRatio),
+				Target: "P2 ratio >= 3x tcpdump-all ratio", Got: got,
 				Value: p2.MedianRatio / all.MedianRatio, Pass: p2.MedianRatio >= 3*all.MedianRatio})
 		}
 	}
