@@ -354,7 +354,7 @@ func (t *Tracer) attachOptional() {
 	} else {
 		errs = append(errs, "kprobe: "+shortErr(err))
 	}
-	t.feat.notice("optional bridge probe not available (%s %s): bridge hops are derived from port events",
+	t.feat.notice("optional bridge probe not available (%s; %s): bridge hops are derived from port events",
 		errs[0], errs[1])
 }
 
