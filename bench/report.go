@@ -271,9 +271,9 @@ func summarize(res *Results) {
 		if all != nil && all.MedianRatio > 0 {
 			got := fmt.Sprintf("%.3f vs %.3f (%.2fx)", p2.MedianRatio, all.MedianRatio, p2.MedianRatio/all.MedianRatio)
 			if need := 3 * all.MedianRatio; need > 1 {
-				// Small packets cost tcpdump little per byte: where it
-				// keeps more than a third, the goal asks for more than
-				// no tracer at all keeps, and the reader should know a
+				// With small packets the stack's own per-packet work
+				// dwarfs tcpdump's copy: where tcpdump keeps more than a
+				// third, 3x asks for more than no tracer keeps, and a
 				// MISS here says nothing about vxtrace.
 				got += fmt.Sprintf("; 3x is %.2f, above the 1.0 of no tracer: out of reach", need)
 			}
