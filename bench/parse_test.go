@@ -84,19 +84,28 @@ func TestMedian(t *testing.T) {
 	}
 }
 
-// The table sets P1 against the empty programs' blocks: the ceiling line
-// gives both medians and their gap.
-func TestCeilingLine(t *testing.T) {
-	res := &Results{Options: OptsOut{Protos: []string{"udp"}, Modes: []Mode{ModeP1, ModeEmpty}}}
-	for i, r := range []struct {
-		m     Mode
-		ratio float64
-	}{{ModeP1, 0.84}, {ModeEmpty, 0.95}, {ModeP1, 0.86}, {ModeEmpty, 0.97}, {ModeP1, 0.85}, {ModeEmpty, 0.96}} {
-		// Baselines of 1 either side: the ratio is the block's value.
-		res.Blocks = append(res.Blocks, &Block{Round: i + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"},
+type modeRatio struct {
+	m     Mode
+	ratio float64
+}
+
+// udpRounds is one round per entry, its block between baselines of 1: the
+// block's ratio is its value.
+func udpRounds(rs []modeRatio) []*Block {
+	var blocks []*Block
+	for i, r := range rs {
+		blocks = append(blocks, &Block{Round: i + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"},
 			&Block{Round: i + 1, Proto: "udp", Mode: r.m, Value: r.ratio, Unit: "pps"},
 			&Block{Round: i + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"})
 	}
+	return blocks
+}
+
+// The table sets P1 against the empty programs' blocks: the ceiling line
+// gives both medians and their gap.
+func TestCeilingLine(t *testing.T) {
+	res := &Results{Options: OptsOut{Protos: []string{"udp"}, Modes: []Mode{ModeP1, ModeEmpty}},
+		Blocks: udpRounds([]modeRatio{{ModeP1, 0.84}, {ModeEmpty, 0.95}, {ModeP1, 0.86}, {ModeEmpty, 0.97}, {ModeP1, 0.85}, {ModeEmpty, 0.96}})}
 	summarize(res)
 	var out bytes.Buffer
 	printTable(&out, res)
@@ -113,15 +122,8 @@ func TestTcpdumpAllGoal(t *testing.T) {
 		all, p2 float64
 		reach   bool
 	}{{0.668, 0.723, false}, {0.300, 0.892, true}} {
-		res := &Results{Options: OptsOut{Protos: []string{"udp"}, Modes: []Mode{ModeP2, ModeTcpdumpAll}}}
-		for i, r := range []struct {
-			m     Mode
-			ratio float64
-		}{{ModeP2, c.p2}, {ModeTcpdumpAll, c.all}} {
-			res.Blocks = append(res.Blocks, &Block{Round: i + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"},
-				&Block{Round: i + 1, Proto: "udp", Mode: r.m, Value: r.ratio, Unit: "pps"},
-				&Block{Round: i + 1, Proto: "udp", Mode: ModeBaseline, Value: 1, Unit: "pps"})
-		}
+		res := &Results{Options: OptsOut{Protos: []string{"udp"}, Modes: []Mode{ModeP2, ModeTcpdumpAll}},
+			Blocks: udpRounds([]modeRatio{{ModeP2, c.p2}, {ModeTcpdumpAll, c.all}})}
 		summarize(res)
 		var g *Goal
 		for i := range res.Goals {
