@@ -49,9 +49,14 @@ struct {
 	__uint(max_entries, 1 << 22);
 } events SEC(".maps");
 
+/* An array's values start 312 bytes into its allocation (after struct
+ * bpf_array), so a 64-byte-multiple value straddles two cache lines. An
+ * mmapable array's values start on a page: each set's keys are one line. */
+
 /* skb address -> packet identity (struct vx_track_set). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, VX_TRACK_SETS);
 	__type(key, __u32);
 	__type(value, struct vx_track_set);
@@ -74,9 +79,10 @@ struct {
 } tc_hops SEC(".maps");
 
 /* Small shared values (enum vx_state). An array lookup is inlined by the
- * verifier: a load, not a call. */
+ * verifier: a load, not a call. Mmapable: both values in one line. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, VX_STATE_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
