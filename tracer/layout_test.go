@@ -3,6 +3,8 @@ package tracer
 import (
 	"testing"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // The generated types mirror bpf/vxtrace.h; DecodeEvent reads raw bytes at
@@ -194,6 +196,33 @@ func TestMaxRecordEvents(t *testing.T) {
 	} {
 		if got := maxRecordEvents(c.dlen); got != c.want {
 			t.Errorf("maxRecordEvents(%d) = %d, want %d", c.dlen, got, c.want)
+		}
+	}
+}
+
+// A plain array's values start 312 bytes into struct bpf_array (56 bytes
+// into a cache line), so a hot value there straddles two lines; an
+// mmapable array's start on a page. The hot path's arrays must keep the
+// flag, and their values must stay whole lines (or fit in one).
+func TestHotMapsLineAligned(t *testing.T) {
+	spec, err := loadVxtrace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"tc_slots", "tracked", "state", "batches"} {
+		m := spec.Maps[name]
+		if m == nil {
+			t.Fatalf("map %s is missing from the spec", name)
+		}
+		if m.Flags&unix.BPF_F_MMAPABLE == 0 {
+			t.Errorf("map %s: BPF_F_MMAPABLE is not set: its values would straddle cache lines", name)
+		}
+		size := m.ValueSize
+		if name == "state" {
+			size *= m.MaxEntries
+		}
+		if size%64 != 0 && size > 64 {
+			t.Errorf("map %s: value size %d is neither a multiple of 64 nor one line", name, size)
 		}
 	}
 }
