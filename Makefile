@@ -18,7 +18,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 iptables nftables \
             busybox-static docker.io containerd runc tmux iperf3 tcpdump procps kmod \
             util-linux libcap2-bin
 
-.PHONY: help deps generate check-generated build test test-unit fuzz lint demo bench bench-smoke soak profile clean
+.PHONY: help deps generate check-generated build test test-unit fuzz lint demo bench bench-smoke soak profile compare clean
 
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,9 @@ soak: deps build ## trace-all for 10 minutes, printing the tracer's RSS and heap
 profile: deps build ## where the CPU goes while vxtrace misses, then traces, every packet: perf samples per BPF program and part
 	@command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }
 	@BENCH_ARGS="--profile 20s" scripts/bench.sh
+
+compare: deps build ## BPF run time of this tree's vxtrace vs BASE's, both attached to one flood (BASE=<git revision>)
+	@BASE="$(BASE)" scripts/compare.sh
 
 clean:
 	rm -rf $(BIN)

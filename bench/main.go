@@ -48,6 +48,7 @@ type options struct {
 	soak      time.Duration
 	profile   time.Duration
 	from      string
+	compare   string // a second vxtrace binary, B to --vxtrace's A
 }
 
 func main() {
@@ -68,6 +69,7 @@ func run() int {
 	flag.StringVar(&o.from, "from", "", "print the table of an earlier results file (recomputing its summary) and exit")
 	flag.DurationVar(&o.soak, "soak", 0, "instead of the table: run trace-all UDP for this long and print the tracer's RSS over time (P8)")
 	flag.DurationVar(&o.profile, "profile", 0, "instead of the table: sample every CPU with perf for this long per protocol and vxtrace mode in --modes (p1, p2) under a flood, and print where the time goes")
+	flag.StringVar(&o.compare, "compare", "", "instead of the table: attach this vxtrace binary (B) and --vxtrace's (A) at once to one flood, both orders in each of --blocks rounds, and print B's BPF run time over A's per protocol and vxtrace mode in --modes")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))
@@ -101,6 +103,11 @@ func run() int {
 	}
 	if o.profile > 0 && !slices.ContainsFunc(o.modes, Mode.vxtrace) {
 		fmt.Fprintln(os.Stderr, "bench: --profile samples vxtrace's modes: give p1 or p2 in --modes")
+		return 2
+	}
+
+	if err := checkCompare(&o); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 2
 	}
 
@@ -146,6 +153,14 @@ func bench(ctx context.Context, o *options) (err error) {
 	if _, err := os.Stat(o.vxtrace); err != nil {
 		return fmt.Errorf("vxtrace binary: %w (make build makes it)", err)
 	}
+	if o.compare != "" {
+		if o.compare, err = filepath.Abs(o.compare); err != nil {
+			return err
+		}
+		if _, err := os.Stat(o.compare); err != nil {
+			return fmt.Errorf("--compare binary: %w", err)
+		}
+	}
 
 	env := environment(o)
 	fmt.Printf("bench: %s, %d CPUs, kernel %s; load before start: %s, host busy %.0f%% over 2s\n",
@@ -179,6 +194,9 @@ func bench(ctx context.Context, o *options) (err error) {
 	}
 	if o.profile > 0 {
 		return r.profileRun(ctx)
+	}
+	if o.compare != "" {
+		return r.runCompare(ctx)
 	}
 	res, err := r.runAll(ctx)
 	if res != nil {

@@ -410,8 +410,8 @@ func lastLine(s string) string {
 // see every device the flow crosses. The per-packet text lines go to
 // /dev/null (stdout is not kept): the tracer still correlates every packet
 // and formats its line, as it does for a user.
-func (r *runner) tracerArgs(mode Mode, ready string) []string {
-	args := []string{r.o.vxtrace, "trace", "-q", "--stats", "--ready-file", ready}
+func (r *runner) tracerArgs(bin string, mode Mode, ready string) []string {
+	args := []string{bin, "trace", "-q", "--stats", "--ready-file", ready}
 	for _, ns := range r.nss {
 		args = append(args, "--netns", ns)
 	}
@@ -423,9 +423,15 @@ func (r *runner) tracerArgs(mode Mode, ready string) []string {
 
 // env: added to the tracer's environment.
 func (r *runner) startTracer(ctx context.Context, mode Mode, t *Tracer, env ...string) (*proc, error) {
-	ready := filepath.Join(r.tmp, "ready")
+	return r.startTracerBin(ctx, r.o.vxtrace, "ready", mode, t, env...)
+}
+
+// startTracerBin starts the vxtrace binary bin; tag names its ready file,
+// so that two tracers can start side by side.
+func (r *runner) startTracerBin(ctx context.Context, bin, tag string, mode Mode, t *Tracer, env ...string) (*proc, error) {
+	ready := filepath.Join(r.tmp, tag)
 	_ = os.Remove(ready)
-	args := r.tracerArgs(mode, ready)
+	args := r.tracerArgs(bin, mode, ready)
 	t.Args = args[1:]
 	start := time.Now()
 	p, err := r.procs.startEnv(env, "", false, args...)
@@ -704,8 +710,8 @@ func (r *runner) commands() []string {
 		"ip netns exec " + c2 + " iperf3 -s -1 -p " + p,
 		"ip netns exec " + c1 + " iperf3 -c " + r.dst + " -p " + p + " -t " + s + " -J",
 		"ip netns exec " + c1 + " iperf3 -c " + r.dst + " -p " + p + " -t " + s + " -J -u -b 0 -l 64",
-		"p1: " + strings.Join(r.tracerArgs(ModeP1, "READY"), " ") + " >/dev/null",
-		"p2: " + strings.Join(r.tracerArgs(ModeP2, "READY"), " ") + " >/dev/null",
+		"p1: " + strings.Join(r.tracerArgs(r.o.vxtrace, ModeP1, "READY"), " ") + " >/dev/null",
+		"p2: " + strings.Join(r.tracerArgs(r.o.vxtrace, ModeP2, "READY"), " ") + " >/dev/null",
 		"tcpdump-nic: ip netns exec " + r.lab.NS(lab.RoleN1) + " tcpdump -i eth0 -n -Z root -w /dev/null",
 		fmt.Sprintf("tcpdump-all: one `ip netns exec NS tcpdump -i IF -n -Z root -w /dev/null` per interface (%d)", len(r.ifaces)),
 	}
