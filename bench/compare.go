@@ -189,17 +189,10 @@ func (r *runner) compareOnce(ctx context.Context, proto string, mode Mode, c *co
 	}
 	c.ip = b.IPerf
 	for _, s := range sides {
-		err := s.p.stop(syscall.SIGINT, 60*time.Second)
-		out := s.p.stderr.String()
+		p := s.p
 		s.p = nil
-		if err != nil {
-			return fmt.Errorf("%s: %v: %s", s.bin, err, lastLine(out))
-		}
-		if err := parseStats(out, s.t); err != nil {
+		if err := finishTracer(p, mode, s.t); err != nil {
 			return fmt.Errorf("%s: %w", s.bin, err)
-		}
-		if mode == ModeP2 && s.t.Events == 0 {
-			return fmt.Errorf("%s traced no packet in trace-all mode", s.bin)
 		}
 	}
 	return nil

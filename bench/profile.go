@@ -436,15 +436,8 @@ func (r *runner) profileProto(ctx context.Context, perf, proto string, mode Mode
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: profile %s: no source lines: %v\n", proto, err)
 	}
-	if err := tr.stop(syscall.SIGINT, 60*time.Second); err != nil {
-		return fmt.Errorf("vxtrace: %v", err)
-	}
-	if err := parseStats(tr.stderr.String(), t); err != nil {
+	if err := finishTracer(tr, mode, t); err != nil {
 		return err
-	}
-	if mode == ModeP2 && t.Events == 0 {
-		fmt.Fprintf(os.Stderr, "bench: profile %s traced nothing\n", proto)
-		return errInvalid
 	}
 	sc := exec.CommandContext(ctx, perf, "script", "-i", data, "-F", "comm,tid,ip,sym")
 	out, err := sc.StdoutPipe()

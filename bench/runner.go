@@ -366,17 +366,10 @@ func (r *runner) block(ctx context.Context, b *Block, seconds int) error {
 	if tr != nil {
 		b.Tracer.CPUPct = cpu[len(cpu)-1]
 		b.Tracer.MaxRSSKiB = hwm[len(hwm)-1]
-		err := tr.stop(syscall.SIGINT, 60*time.Second)
-		out := tr.stderr.String()
+		p := tr
 		tr = nil
-		if err != nil {
-			return fmt.Errorf("vxtrace: %v: %s", err, lastLine(out))
-		}
-		if err := parseStats(out, b.Tracer); err != nil {
+		if err := finishTracer(p, b.Mode, b.Tracer); err != nil {
 			return err
-		}
-		if b.Mode == ModeP2 && b.Tracer.Events == 0 {
-			return errors.New("vxtrace traced no packet in trace-all mode")
 		}
 	}
 	if len(dumps) > 0 {
@@ -456,6 +449,23 @@ func (r *runner) startTracerBin(ctx context.Context, bin, tag string, mode Mode,
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// finishTracer stops a tracer the way a user does (^C), and reads into t
+// what its --stats printed; a trace-all run that traced nothing is invalid.
+func finishTracer(p *proc, mode Mode, t *Tracer) error {
+	err := p.stop(syscall.SIGINT, 60*time.Second)
+	out := p.stderr.String()
+	if err != nil {
+		return fmt.Errorf("vxtrace: %v: %s", err, lastLine(out))
+	}
+	if err := parseStats(out, t); err != nil {
+		return err
+	}
+	if mode == ModeP2 && t.Events == 0 {
+		return errors.New("vxtrace traced no packet in trace-all mode")
+	}
+	return nil
 }
 
 // parseStats reads what `vxtrace trace --stats` prints at exit.

@@ -67,10 +67,7 @@ func (r *runner) soakRun(ctx context.Context) error {
 			peak = max(peak, hwm)
 		}
 	}
-	if err := tr.stop(syscall.SIGINT, 60*time.Second); err != nil {
-		return fmt.Errorf("vxtrace: %v", err)
-	}
-	if err := parseStats(tr.stderr.String(), t); err != nil {
+	if err := finishTracer(tr, ModeP2, t); err != nil {
 		return err
 	}
 	fmt.Printf("bench: soak: events %d, lost %d kernel + %d user; journeys: peak %d open, %d evicted at the bound\n",
