@@ -88,10 +88,6 @@ func (r *runner) soakRun(ctx context.Context) error {
 				mib(firstM.Live), mib(lastM.Live), 100*(float64(lastM.Live)-float64(firstM.Live))/float64(firstM.Live))
 		}
 	}
-	if t.Events == 0 {
-		fmt.Fprintln(os.Stderr, "bench: soak traced nothing")
-		return errInvalid
-	}
 	return nil
 }
 
