@@ -143,6 +143,24 @@ func TestTcpdumpAllGoal(t *testing.T) {
 	}
 }
 
+// cpu0's line and the intr line must not count: only the all-CPU line's
+// busy jiffies (not idle, iowait) and the ctxt line.
+func TestParseHostStat(t *testing.T) {
+	const stat = `cpu  100 5 200 1000 50 7 8 0 0 0
+cpu0 50 2 100 500 25 3 4 0 0 0
+intr 123456 0 9
+ctxt 91922478
+btime 1764900000
+`
+	got := parseHostStat(stat)
+	if want := (hostStat{busy: 100 + 5 + 200 + 7 + 8, total: 1370, ctxt: 91922478}); got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if h := readHostStat(); h.ctxt == 0 || h.total == 0 {
+		t.Errorf("this host's /proc/stat read as %+v", h)
+	}
+}
+
 func TestReadMemStats(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mem")
 	if err := os.WriteFile(path, []byte("live=1048576 objects=2097152 goal=3145728 mapped=10485760 gcs=7\n"), 0o644); err != nil {
@@ -199,5 +217,28 @@ func TestSetRatios(t *testing.T) {
 	setRatios(blocks)
 	if blocks[2].Ratio != 0 || blocks[3].Ratio != 0 || blocks[1].Ratio == 0 {
 		t.Errorf("with the last baseline invalid: ratios %.3f %.3f %.3f, want m1 only", blocks[1].Ratio, blocks[2].Ratio, blocks[3].Ratio)
+	}
+}
+
+// Switches per delivered packet (sent less lost), a median per mode; TCP
+// blocks have no packet count and get no line.
+func TestWakeupLine(t *testing.T) {
+	udp := func(m Mode, sw uint64) *Block {
+		return &Block{Round: 1, Proto: "udp", Mode: m, Value: 1, Unit: "pps", CtxSwitches: sw,
+			IPerf: IPerf{Packets: 1100, LostPackets: 100}}
+	}
+	res := &Results{
+		Options: OptsOut{Protos: []string{"tcp", "udp"}, Modes: []Mode{ModeP1}},
+		Blocks: []*Block{udp(ModeBaseline, 1000), udp(ModeP1, 1500), udp(ModeBaseline, 800),
+			{Round: 1, Proto: "tcp", Mode: ModeBaseline, Value: 1, Unit: "Gbit/s", CtxSwitches: 5000}},
+	}
+	summarize(res)
+	var out bytes.Buffer
+	printTable(&out, res)
+	if w := "wake-ups, udp: host context switches per delivered packet, median: baseline 0.90, p1 1.50\n"; !strings.Contains(out.String(), w) {
+		t.Errorf("no %q in\n%s", w, out.String())
+	}
+	if strings.Contains(out.String(), "wake-ups, tcp") {
+		t.Errorf("a wake-up line for TCP in\n%s", out.String())
 	}
 }

@@ -215,29 +215,46 @@ func memKiB(pid int) (rss, hwm uint64) {
 	return rss, hwm
 }
 
-// hostCPU is the busy and total jiffies of all CPUs, from /proc/stat.
-func hostCPU() (busy, total uint64) {
+// hostStat is what the bench reads of /proc/stat: all CPUs' busy and total
+// jiffies, and context switches since boot.
+type hostStat struct{ busy, total, ctxt uint64 }
+
+func readHostStat() hostStat {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return hostStat{}
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	for i, s := range f[1:] {
-		n, _ := strconv.ParseUint(s, 10, 64)
-		total += n
-		if i != 3 && i != 4 { // idle, iowait
-			busy += n
-		}
-	}
-	return busy, total
+	return parseHostStat(string(b))
 }
 
-func busyPct(b0, t0, b1, t1 uint64) float64 {
-	if t1 <= t0 {
+func parseHostStat(s string) hostStat {
+	var h hostStat
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "cpu":
+			for i, v := range f[1:] {
+				n, _ := strconv.ParseUint(v, 10, 64)
+				h.total += n
+				if i != 3 && i != 4 { // idle, iowait
+					h.busy += n
+				}
+			}
+		case "ctxt":
+			h.ctxt, _ = strconv.ParseUint(f[1], 10, 64)
+		}
+	}
+	return h
+}
+
+func busyPct(a, b hostStat) float64 {
+	if b.total <= a.total {
 		return 0
 	}
-	return 100 * float64(b1-b0) / float64(t1-t0)
+	return 100 * float64(b.busy-a.busy) / float64(b.total-a.total)
 }
 
 func loadAvg() string {

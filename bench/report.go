@@ -49,10 +49,9 @@ func environment(o *options) Env {
 	if out, err := exec.Command("iperf3", "--version").Output(); err == nil {
 		e.IPerf3, _, _ = strings.Cut(string(out), "\n")
 	}
-	b0, t0 := hostCPU()
+	h0 := readHostStat()
 	time.Sleep(2 * time.Second)
-	b1, t1 := hostCPU()
-	e.HostBusyBefore = busyPct(b0, t0, b1, t1)
+	e.HostBusyBefore = busyPct(h0, readHostStat())
 	return e
 }
 
@@ -67,16 +66,18 @@ type Summary struct {
 	MinRatio    float64 `json:"min_ratio"`
 	MaxRatio    float64 `json:"max_ratio,omitempty"`
 	// The middle half of the blocks' ratios.
-	Q1Ratio     float64 `json:"q1_ratio,omitempty"`
-	Q3Ratio     float64 `json:"q3_ratio,omitempty"`
-	Busy        float64 `json:"median_host_busy_pct"`
-	TracerCPU   float64 `json:"median_tracer_cpu_pct,omitempty"` // vxtrace, or all tcpdumps
-	MaxRSSKiB   uint64  `json:"max_rss_kib,omitempty"`
-	Events      uint64  `json:"events,omitempty"`
-	EventsPerS  float64 `json:"median_events_per_s,omitempty"`
-	LostKernel  uint64  `json:"lost_kernel,omitempty"`
-	LostUser    uint64  `json:"lost_user,omitempty"`
-	DumpDropped uint64  `json:"tcpdump_dropped,omitempty"`
+	Q1Ratio float64 `json:"q1_ratio,omitempty"`
+	Q3Ratio float64 `json:"q3_ratio,omitempty"`
+	Busy    float64 `json:"median_host_busy_pct"`
+	// UDP: host-wide context switches per delivered packet (see Block).
+	SwitchesPerPkt float64 `json:"median_switches_per_packet,omitempty"`
+	TracerCPU      float64 `json:"median_tracer_cpu_pct,omitempty"` // vxtrace, or all tcpdumps
+	MaxRSSKiB      uint64  `json:"max_rss_kib,omitempty"`
+	Events         uint64  `json:"events,omitempty"`
+	EventsPerS     float64 `json:"median_events_per_s,omitempty"`
+	LostKernel     uint64  `json:"lost_kernel,omitempty"`
+	LostUser       uint64  `json:"lost_user,omitempty"`
+	DumpDropped    uint64  `json:"tcpdump_dropped,omitempty"`
 }
 
 // Goal is one line of the issue's table.
@@ -195,7 +196,7 @@ func summarize(res *Results) {
 	for _, proto := range res.Options.Protos {
 		for _, m := range append([]Mode{ModeBaseline}, res.Options.Modes...) {
 			s := Summary{Mode: m, Proto: proto}
-			var vals, ratios, busy, cpu, evs []float64
+			var vals, ratios, busy, cpu, evs, sw []float64
 			for _, b := range res.Blocks {
 				if b.Stats || b.Mode != m || b.Proto != proto || b.Error != "" {
 					continue
@@ -203,6 +204,9 @@ func summarize(res *Results) {
 				s.Unit = b.Unit
 				vals = append(vals, b.Value)
 				busy = append(busy, b.Busy)
+				if n := b.IPerf.Packets - b.IPerf.LostPackets; n > 0 && b.CtxSwitches > 0 {
+					sw = append(sw, float64(b.CtxSwitches)/float64(n))
+				}
 				if b.Ratio > 0 {
 					ratios = append(ratios, b.Ratio)
 				}
@@ -227,6 +231,7 @@ func summarize(res *Results) {
 			s.Busy = median(busy)
 			s.TracerCPU = median(cpu)
 			s.EventsPerS = median(evs)
+			s.SwitchesPerPkt = median(sw)
 			if len(ratios) > 0 {
 				s.MedianRatio = median(ratios)
 				s.MinRatio = slices.Min(ratios)
@@ -420,6 +425,17 @@ func printTable(w io.Writer, res *Results) {
 	}
 	tw.Flush()
 
+	for _, proto := range res.Options.Protos {
+		var parts []string
+		for _, s := range res.Summary {
+			if s.Proto == proto && s.SwitchesPerPkt > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.2f", s.Mode, s.SwitchesPerPkt))
+			}
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "   wake-ups, %s: host context switches per delivered packet, median: %s\n", proto, strings.Join(parts, ", "))
+		}
+	}
 	// A baseline costs nothing: its ratios spread only by the host's
 	// noise, which a mode's ratio carries as well.
 	for _, s := range res.Summary {

@@ -69,18 +69,22 @@ type runner struct {
 
 // Block is one iperf3 run and what watched it.
 type Block struct {
-	Round  int     `json:"round"`
-	Proto  string  `json:"proto"`
-	Mode   Mode    `json:"mode"`
-	Stats  bool    `json:"bpf_stats,omitempty"` // a P4 block
-	Start  string  `json:"start"`
-	Value  float64 `json:"value"`
-	Unit   string  `json:"unit"`          // Gbit/s or pps
-	Ratio  float64 `json:"ratio"`         // vs the mean of the adjacent baselines
-	IPerf  IPerf   `json:"iperf"`         // what iperf3 reported
-	Busy   float64 `json:"host_busy_pct"` // both CPUs, during the block
-	Tracer *Tracer `json:"tracer,omitempty"`
-	Dumps  *Dumps  `json:"tcpdump,omitempty"`
+	Round int     `json:"round"`
+	Proto string  `json:"proto"`
+	Mode  Mode    `json:"mode"`
+	Stats bool    `json:"bpf_stats,omitempty"` // a P4 block
+	Start string  `json:"start"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`          // Gbit/s or pps
+	Ratio float64 `json:"ratio"`         // vs the mean of the adjacent baselines
+	IPerf IPerf   `json:"iperf"`         // what iperf3 reported
+	Busy  float64 `json:"host_busy_pct"` // both CPUs, during the block
+	// Host-wide, during the block. A 64-byte UDP flood here is bound by
+	// waking the receiver: the sender pays a cross-CPU wake-up (an exit
+	// to the hypervisor) for each packet that finds iperf3 asleep.
+	CtxSwitches uint64  `json:"context_switches"`
+	Tracer      *Tracer `json:"tracer,omitempty"`
+	Dumps       *Dumps  `json:"tcpdump,omitempty"`
 	// Floor: the empty programs of a p4-floor block.
 	Floor []ProgRun `json:"floor,omitempty"`
 	Error string    `json:"error,omitempty"`
@@ -335,12 +339,13 @@ func (r *runner) block(ctx context.Context, b *Block, seconds int) error {
 		c, _ := cpuTicks(p.pid())
 		t0 = append(t0, c)
 	}
-	hb0, ht0 := hostCPU()
+	h0 := readHostStat()
 	start := time.Now()
 	ipErr := r.iperf(ctx, b, seconds)
 	wall := time.Since(start).Seconds()
-	hb1, ht1 := hostCPU()
-	b.Busy = busyPct(hb0, ht0, hb1, ht1)
+	h1 := readHostStat()
+	b.Busy = busyPct(h0, h1)
+	b.CtxSwitches = h1.ctxt - h0.ctxt
 	var cpu []float64
 	var hwm []uint64
 	for i, p := range watched {
