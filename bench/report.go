@@ -164,6 +164,7 @@ func summarize(res *Results) {
 	res.Goals = nil
 	res.P4 = nil
 	res.Overhead = nil
+	res.Wakeups = nil
 	// Ratios from the blocks' order, so that --from gives an earlier
 	// file's the same way.
 	type roundKey struct {
@@ -193,6 +194,7 @@ func summarize(res *Results) {
 		}
 		return nil
 	}
+	res.Wakeups = wakeupModel(res)
 	for _, proto := range res.Options.Protos {
 		for _, m := range append([]Mode{ModeBaseline}, res.Options.Modes...) {
 			s := Summary{Mode: m, Proto: proto}
@@ -436,6 +438,7 @@ func printTable(w io.Writer, res *Results) {
 			fmt.Fprintf(w, "   wake-ups, %s: host context switches per delivered packet, median: %s\n", proto, strings.Join(parts, ", "))
 		}
 	}
+	printWakeupModel(w, res.Wakeups)
 	// A baseline costs nothing: its ratios spread only by the host's
 	// noise, which a mode's ratio carries as well.
 	for _, s := range res.Summary {

@@ -197,6 +197,8 @@ type Results struct {
 	Warnings []string   `json:"warnings,omitempty"`
 	Commands []string   `json:"commands"`
 	Overhead []Overhead `json:"tracer_overhead"`
+	// UDP: the blocks' cost apart from the receiver's wake-ups.
+	Wakeups *WakeupModel `json:"wakeup_model,omitempty"`
 }
 
 // OptsOut echoes the options of the run.
