@@ -370,16 +370,11 @@ func TestReliabilityRingAccounting(t *testing.T) {
 	t.Run("no reader", func(t *testing.T) {
 		tr, rd := newTCOnly(t, Config{RingSize: ring})
 		const runs = 1000
-		if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: frame, Repeat: runs}); err != nil {
-			t.Fatal(err)
-		}
+		ran := runIngress(t, tr, frame, runs)
 		st, err := tr.Stats()
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A run the kernel interrupts is started again: the hop
-		// counter says how many ran.
-		ran := sent(t, tr)
 		t.Logf("ring of %d bytes (%d events), %d runs asked, %d ran: %+v", ring, capacity, runs, ran, st)
 		if ran < runs || st.Events+st.Lost != ran {
 			t.Fatalf("written %d + lost %d != %d runs", st.Events, st.Lost, ran)
@@ -439,15 +434,11 @@ func TestReliabilityRingAccounting(t *testing.T) {
 				time.Sleep(2 * time.Millisecond) // the slowed reader
 			})
 		}()
+		runs := 0
 		for range 200 {
-			if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: frame, Repeat: 20}); err != nil {
-				t.Fatal(err)
-			}
+			runs += int(runIngress(t, tr, frame, 20))
 			time.Sleep(200 * time.Microsecond)
 		}
-		// A run the kernel interrupts is started again: the hop
-		// counter says how many ran.
-		runs := int(sent(t, tr))
 		if runs < 200*20 {
 			t.Fatalf("%d runs counted, want at least the %d asked", runs, 200*20)
 		}

@@ -197,12 +197,7 @@ func TestReaderFill(t *testing.T) {
 // never one it handed over.
 func TestReaderHandOverKeepsBatches(t *testing.T) {
 	tr, rd := newRingReader(t)
-	if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame(), Repeat: 2000}); err != nil {
-		t.Fatal(err)
-	}
-	// A run the kernel interrupts is started again (CI saw 2001 events
-	// for 2000 asked): the hop counter says how many ran.
-	n := int(sent(t, tr))
+	n := int(runIngress(t, tr, benchFrame(), 2000))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var kept [][]Event
@@ -402,13 +397,7 @@ func TestBatchFlushesWhenFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rd.Close() })
-	const runs = 100
-	if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame(), Repeat: runs}); err != nil {
-		t.Fatal(err)
-	}
-	// A run the kernel interrupts is started again: the hop counter
-	// says how many ran.
-	ran := int(sent(t, tr))
+	ran := int(runIngress(t, tr, benchFrame(), 100))
 	// A batch holds 15 whole events: it goes once the 16th cannot fit
 	// after the 15th (in the room left, a head still would).
 	perBatch := batchBytes / EventSize
@@ -453,12 +442,7 @@ func TestBatchedEvents(t *testing.T) {
 	}
 	// One skb for every run: the first starts a packet (a whole event),
 	// the others are its heads.
-	if _, err := tr.tc.Ingress.Run(&ebpf.RunOptions{Data: benchFrame(), Repeat: 5}); err != nil {
-		t.Fatal(err)
-	}
-	// A run the kernel interrupts is started again (CI saw 6 of 5): the
-	// hop counter says how many ran.
-	runs := int(sent(t, tr))
+	runs := int(runIngress(t, tr, benchFrame(), 5))
 	if runs < 5 || runs >= batchBytes/EventSize {
 		t.Fatalf("%d runs counted, want 5 or a few more, fewer than one batch holds", runs)
 	}
