@@ -65,11 +65,9 @@ func TestDemoScript(t *testing.T) {
 		}
 	}
 	// The script removes its lab on every exit.
-	if ents, err := os.ReadDir("/run/netns"); err == nil {
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), "vxdemo-") {
-				t.Errorf("demo.sh left network namespace %s behind", e.Name())
-			}
-		}
+	if st, err := lab.Status("vxdemo"); err != nil {
+		t.Error(err)
+	} else if st.Exists() {
+		t.Errorf("demo.sh left its lab behind: state file %t, namespaces %v", st.State != nil, st.Namespaces)
 	}
 }
