@@ -322,6 +322,12 @@ func bindMount(ino uint32) string {
 	return ""
 }
 
+// namedAs reports whether a container called name answers to arg: its name,
+// or a swarm task's name without the task ID ("web.1" for web.1.<task id>).
+func namedAs(name, arg string) bool {
+	return name == arg || strings.HasPrefix(name, arg+".")
+}
+
 // Resolve turns a --to argument into addresses: an IP as it is, or a
 // container name or ID into the container's addresses.
 //
@@ -334,21 +340,28 @@ func Resolve(ctx context.Context, eng Engine, arg string, networkIDs ...string) 
 		return nil, fmt.Errorf("resolving %q: not an IP address, and no Docker daemon to ask", arg)
 	}
 	c, err := eng.Container(ctx, arg)
-	if errors.Is(err, ErrNotFound) {
-		// Not on this node: a container on another node of one of the
-		// overlays is known to this node's network database.
+	// Docker also takes arg as an ID prefix: "c2" finds a local container
+	// whose ID starts with c2 when no local container is named c2. A
+	// container named c2 on another node of the overlay is what was meant,
+	// as a name beats an ID prefix in Docker's own lookup.
+	byIDPrefix := err == nil && !namedAs(c.Name, arg)
+	if errors.Is(err, ErrNotFound) || byIDPrefix {
+		// A container on another node of one of the overlays is known to
+		// this node's network database.
 		for _, nid := range networkIDs {
 			peers, perr := eng.Peers(ctx, nid)
 			if perr != nil {
 				continue
 			}
 			for _, p := range peers {
-				if p.IP.IsValid() && (p.Name == arg || strings.HasPrefix(p.Name, arg+".")) {
+				if p.IP.IsValid() && namedAs(p.Name, arg) {
 					return []netip.Addr{p.IP}, nil
 				}
 			}
 		}
-		return nil, fmt.Errorf("resolving %q: not an IP address, and %w", arg, err)
+		if !byIDPrefix {
+			return nil, fmt.Errorf("resolving %q: not an IP address, and %w", arg, err)
+		}
 	}
 	if err != nil {
 		return nil, err
