@@ -792,7 +792,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 				   __u64 dev, __u32 netns, __u32 ifindex, __u32 len,
 				   __u8 hook, __u8 flags,
 				   struct vx_hop_stats *hs, struct vx_track *t,
-				   struct vx_tc_slot *ts)
+				   struct vx_tc_slot *ts, __u64 location)
 {
 	struct vx_parsed *p = &s->p;
 	int match = ok && filter_match(&cfg, p);
@@ -848,7 +848,10 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 	__u64 fp = t->fp;
 
 	int in = hook == VX_HOOK_RX || hook == VX_HOOK_TC_INGRESS;
-	if (ts) {
+	if (hook == VX_HOOK_NEIGH) {
+		/* Not a crossing of the device: its counters wait for the
+		 * send (or the drop). */
+	} else if (ts) {
 		if (in)
 			ts->rx++;
 		else
@@ -864,7 +867,7 @@ static __always_inline void on_hop(struct scratch *s, __u64 key, int ok,
 			hs->bytes += len;
 		}
 	}
-	if (emit(p, fp, key, netns, ifindex, len, hook, flags, 0, 0, now, headers) == 0 && headers)
+	if (emit(p, fp, key, netns, ifindex, len, hook, flags, 0, location, now, headers) == 0 && headers)
 		headers_sent(t, p);
 }
 
@@ -876,7 +879,7 @@ static __always_inline void on_dev_scratch(struct scratch *s,
 {
 	int ok = parse_skb(s, skb, dev, 1, direct) == 0;
 	on_hop(s, key, ok, (__u64)dev, netns, KREAD(direct, dev, ifindex),
-	       KREAD(direct, skb, len), hook, 0, NULL, t, NULL);
+	       KREAD(direct, skb, len), hook, 0, NULL, t, NULL, 0);
 }
 
 /* A device received or is sending skb (the rx/tx tracepoints). */
@@ -1070,6 +1073,48 @@ static __always_inline void on_free(struct sk_buff *skb, void *location,
 		free_raw(skb, location, t, now, (__u64)reason << 8 | hook);
 }
 
+#define AF_INET_ 2
+#define NUD_INCOMPLETE_ 0x01
+
+/* __neigh_event_send queued a packet at the tail of the neighbour's queue:
+ * the next hop's link-layer address is being resolved (ARP, NDP), and the
+ * packet waits there until it is (then it is sent) or until resolution
+ * fails (a NEIGH_FAILED drop, 3 s later with the kernel's defaults).
+ * Without this event a journey that waits longer than the timeout would
+ * end as vanished, and its drop would come later as a packet of its own.
+ * A packet sent by the node itself has crossed no hop yet: it is matched
+ * on its own headers, from the network header (the link-layer header is
+ * what is missing). The tracepoint fires after the lock is dropped, so the
+ * tail may already be another packet of the same queue: it waits there
+ * as well. */
+static __always_inline void on_neigh(struct neighbour *n, int rc, const int direct)
+{
+	if (rc != 1 || !n)
+		return;
+	if (KREAD(direct, n, nud_state) != NUD_INCOMPLETE_ || !KREAD(direct, n, arp_queue.qlen))
+		return;
+	struct sk_buff *skb = KREAD(direct, n, arp_queue.prev);
+	struct net_device *dev = KREAD(direct, n, dev);
+	if (!skb || !dev)
+		return;
+	__u32 netns = dev_netns(dev, direct);
+	if (!netns_allowed(netns))
+		return;
+	__u32 nh = 0;
+	__u16 family = direct ? n->tbl->family : BPF_CORE_READ(n, tbl, family);
+	if (family == AF_INET_)
+		bpf_core_read(&nh, sizeof(nh), &n->primary_key);
+	__u64 key = 0;
+	struct scratch_area *a;
+	struct scratch *s = scratch_keyed(skb, &key, &a);
+	if (!s)
+		return;
+	int ok = parse_skb(s, skb, dev, 0, direct) == 0;
+	on_hop(s, key, ok, (__u64)dev, netns, KREAD(direct, dev, ifindex),
+	       KREAD(direct, skb, len), VX_HOOK_NEIGH, 0, NULL, NULL, NULL, nh);
+	scratch_put(a);
+}
+
 /* BTF tracepoints: direct reads. */
 
 SEC("tp_btf/netif_receive_skb")
@@ -1099,6 +1144,13 @@ SEC("tp_btf/consume_skb")
 int BPF_PROG(tp_consume_skb, struct sk_buff *skb, void *location)
 {
 	on_free(skb, location, 0, VX_HOOK_CONSUME, 1);
+	return 0;
+}
+
+SEC("tp_btf/neigh_event_send_done")
+int BPF_PROG(tp_neigh_event_send_done, struct neighbour *n, int rc)
+{
+	on_neigh(n, rc, 1);
 	return 0;
 }
 
@@ -1132,6 +1184,13 @@ SEC("raw_tp/consume_skb")
 int BPF_PROG(raw_consume_skb, struct sk_buff *skb, void *location)
 {
 	on_free(skb, location, 0, VX_HOOK_CONSUME, 0);
+	return 0;
+}
+
+SEC("raw_tp/neigh_event_send_done")
+int BPF_PROG(raw_neigh_event_send_done, struct neighbour *n, int rc)
+{
+	on_neigh(n, rc, 0);
 	return 0;
 }
 
@@ -1185,7 +1244,7 @@ static __always_inline void on_tc_events(struct scratch *s,
 	}
 	if (cfg.tc_primary)
 		hook = hook == VX_HOOK_TC_INGRESS ? VX_HOOK_RX : VX_HOOK_TX;
-	on_hop(s, line ? addr_num(line, skb) : 0, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL, ts);
+	on_hop(s, line ? addr_num(line, skb) : 0, ok, (__u64)skb->dev, netns, ctx->ifindex, ctx->len, hook, VX_F_TC, hs, NULL, ts, 0);
 }
 
 /* The path of a packet the filter may want, out of line: a program's

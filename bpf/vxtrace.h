@@ -18,6 +18,9 @@ enum vx_hook {
 	VX_HOOK_TC_INGRESS = 5, /* TC ingress on a hop interface */
 	VX_HOOK_TC_EGRESS = 6,	/* TC egress on a hop interface */
 	VX_HOOK_BR_FORWARD = 7, /* optional fentry/kprobe on br_forward */
+	/* tracepoint neigh_event_send_done: parked until the next hop's
+	 * link-layer address resolves (location: its IPv4 address) */
+	VX_HOOK_NEIGH = 8,
 };
 
 enum vx_event_flags {
@@ -67,7 +70,8 @@ struct vx_event {
 	__u64 ts;	/* bpf_ktime_get_ns */
 	__u64 skb;	/* kernel address: correlates one node's events only */
 	__u64 fp;	/* packet fingerprint, the same on every node */
-	__u64 location; /* drops: kernel address that freed the skb */
+	__u64 location; /* drops: kernel address that freed the skb;
+			 * VX_HOOK_NEIGH: the IPv4 next hop (network order), 0 for IPv6 */
 	__u32 netns;	/* network namespace inode of the device */
 	__u32 ifindex;
 	__u32 len; /* skb->len at this hop */

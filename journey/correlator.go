@@ -1,6 +1,7 @@
 package journey
 
 import (
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -15,6 +16,10 @@ const (
 	DefaultGrace       = 100 * time.Millisecond
 	DefaultMaxJourneys = 16384
 	DefaultMaxSteps    = 256
+	// DefaultNeighWait: the kernel gives up resolving a next hop after
+	// mcast_solicit probes retrans_time apart, 3 s by default, and only
+	// then drops what waited.
+	DefaultNeighWait = 5 * time.Second
 )
 
 // Options configure a Correlator. Zero values take the defaults.
@@ -32,6 +37,12 @@ type Options struct {
 	// floods) that are still moving, without holding every verdict for the
 	// whole Timeout. Capped at Timeout.
 	Grace time.Duration
+	// NeighWait is how long a journey without an outcome may go without
+	// an event when its latest step is a wait for the next hop's
+	// link-layer address (ARP, NDP): the packet is parked in the kernel,
+	// and its send or its drop comes when resolution ends. At least
+	// Timeout.
+	NeighWait time.Duration
 	// MaxJourneys bounds the open journeys. Past it the least recently
 	// seen journey is evicted: handed to OnEvict if set, else discarded.
 	MaxJourneys int
@@ -121,6 +132,7 @@ type Correlator struct {
 	byFP    fpTable
 	open    jlist // no outcome yet: emitted after Timeout
 	settled jlist // has an outcome: emitted after Grace
+	parked  jlist // no outcome, waits for a neighbour: after NeighWait
 	free    []*journey
 	made    int // journeys allocated: in the pool or open
 	unknown map[topo.Key]string
@@ -166,6 +178,10 @@ func New(opts Options) *Correlator {
 		opts.Grace = DefaultGrace
 	}
 	opts.Grace = min(opts.Grace, opts.Timeout)
+	if opts.NeighWait <= 0 {
+		opts.NeighWait = DefaultNeighWait
+	}
+	opts.NeighWait = max(opts.NeighWait, opts.Timeout)
 	if opts.MaxJourneys <= 0 {
 		opts.MaxJourneys = DefaultMaxJourneys
 	}
@@ -276,7 +292,8 @@ type step struct {
 	vni     uint32
 	hook    tracer.Hook
 	encap   bool
-	where   uint8 // atContainer, atNIC: what Decide asks of the hop's kind
+	where   uint8  // atContainer, atNIC: what Decide asks of the hop's kind
+	nh      uint32 // HookNeigh: tracer.Event.Location (in the padding)
 }
 
 const (
@@ -309,6 +326,9 @@ func (c *Correlator) addStep(j *journey, ev *tracer.Event) *step {
 	}
 	if s.encap {
 		s.vni = ev.VNI
+	}
+	if ev.Hook == tracer.HookNeigh {
+		s.nh = uint32(ev.Location)
 	}
 	if ev.Hook != tracer.HookConsume {
 		j.notJustFrees = true
@@ -383,6 +403,9 @@ func (c *Correlator) stepsOf(j *journey) []Step {
 			VNI:     s.vni,
 			Len:     s.len,
 		}
+		if s.hook == tracer.HookNeigh && s.nh != 0 {
+			o.NextHop = netip.AddrFrom4([4]byte{byte(s.nh), byte(s.nh >> 8), byte(s.nh >> 16), byte(s.nh >> 24)})
+		}
 		if h := s.hop; h != nil {
 			o.HopID, o.Ifname, o.Kind = h.ID, h.Ifname, h.Kind
 		} else {
@@ -431,11 +454,14 @@ func (c *Correlator) unknownName(netns, ifindex uint32) string {
 }
 
 // touch moves j to the tail of the list its outcome puts it on; without
-// decide, of the open list (where a new journey starts).
+// decide, of the open list (where a new journey starts), or of the parked
+// list while its latest step is a wait for a neighbour.
 func (c *Correlator) touch(j *journey, decide bool) {
 	want := &c.open
 	if decide && settles(j.steps) {
 		want = &c.settled
+	} else if n := len(j.steps); n > 0 && j.steps[n-1].hook == tracer.HookNeigh {
+		want = &c.parked
 	}
 	if j.list != nil {
 		j.list.remove(j)
@@ -498,6 +524,7 @@ func (c *Correlator) put(j *journey) {
 func (c *Correlator) Expire(now uint64, emit func(*Packet)) {
 	c.expireList(&c.settled, now, uint64(c.opts.Grace), emit)
 	c.expireList(&c.open, now, uint64(c.opts.Timeout), emit)
+	c.expireList(&c.parked, now, uint64(c.opts.NeighWait), emit)
 }
 
 func (c *Correlator) expireList(l *jlist, now, after uint64, emit func(*Packet)) {
@@ -518,7 +545,7 @@ func (c *Correlator) expireList(l *jlist, now, after uint64, emit func(*Packet))
 // The same rule as for Expire's emit applies.
 func (c *Correlator) Flush(emit func(*Packet)) {
 	all := make([]*journey, 0, c.byFP.len())
-	for _, l := range []*jlist{&c.settled, &c.open} {
+	for _, l := range []*jlist{&c.settled, &c.open, &c.parked} {
 		for j := l.head; j != nil; j = j.next {
 			all = append(all, j)
 		}
@@ -538,9 +565,11 @@ func (c *Correlator) Flush(emit func(*Packet)) {
 }
 
 func (c *Correlator) evictOldest() {
-	j := c.open.head
-	if s := c.settled.head; j == nil || (s != nil && s.seq < j.seq) {
-		j = s
+	var j *journey
+	for _, h := range []*journey{c.open.head, c.settled.head, c.parked.head} {
+		if h != nil && (j == nil || h.seq < j.seq) {
+			j = h
+		}
 	}
 	if j == nil {
 		return

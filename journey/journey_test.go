@@ -625,7 +625,7 @@ func TestHopFoundLater(t *testing.T) {
 // cannot change an open journey's outcome.
 func TestListFollowsDecide(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	hooks := []tracer.Hook{tracer.HookRx, tracer.HookTx, tracer.HookDrop, tracer.HookConsume, tracer.HookTCIngress, tracer.HookTCEgress, tracer.HookBrForward}
+	hooks := []tracer.Hook{tracer.HookRx, tracer.HookTx, tracer.HookDrop, tracer.HookConsume, tracer.HookTCIngress, tracer.HookTCEgress, tracer.HookBrForward, tracer.HookNeigh}
 	ifs := []struct{ ns, idx uint32 }{{nsC1, 2}, {nsOv1, 5}, {nsOv1, 4}, {nsN1, 2}, {nsN2, 2}, {nsOv2, 4}, {nsC2, 2}, {42, 17}}
 	settled := 0
 	for round := range 2000 {
@@ -863,5 +863,69 @@ func TestLateFreeFlag(t *testing.T) {
 func TestKeptStepSize(t *testing.T) {
 	if n, full := unsafe.Sizeof(step{}), unsafe.Sizeof(Step{}); n > 40 || 2*n > full {
 		t.Fatalf("a kept step is %d bytes (a Step %d): want at most 40", n, full)
+	}
+}
+
+// A packet parked while its next hop's address resolves is held for
+// NeighWait, not Timeout: its drop when ARP fails (3 s later by default)
+// ends the same journey, and a wait that resolves goes on as usual.
+func TestNeighWaitHoldsJourney(t *testing.T) {
+	const sec = 1_000_000 // tus per second
+	nh := netip.MustParseAddr("10.0.1.4").As4()
+	neigh := func(fp, tus uint64) tracer.Event {
+		e := ev(fp, tus, tracer.HookNeigh, nsOv1, 4, false)
+		e.Location = uint64(nh[0]) | uint64(nh[1])<<8 | uint64(nh[2])<<16 | uint64(nh[3])<<24
+		return e
+	}
+	c := New(Options{Hops: labTopology(), Timeout: time.Second, NeighWait: 5 * time.Second})
+	var out []*Packet
+	emit := func(p *Packet) { out = append(out, p.Clone()) }
+	at := func(tus uint64) uint64 { return 1_000_000_000 + tus*1000 }
+
+	// 1: parked, then dropped when resolution fails.
+	for _, e := range []tracer.Event{
+		ev(1, 0, tracer.HookTx, nsC1, 2, false),
+		ev(1, 10, tracer.HookRx, nsOv1, 5, false),
+		neigh(1, 20),
+		// 2: parked, then never heard of again.
+		neigh(2, 30),
+		// 3: parked, resolved 2.5 s later, then sent.
+		ev(3, 40, tracer.HookTx, nsC1, 2, false),
+		neigh(3, 50),
+	} {
+		c.Add(&e)
+	}
+	c.Expire(at(2*sec), emit)
+	if len(out) != 0 {
+		t.Fatalf("after 2 s, %d packets emitted while parked (timeout 1 s, neighbour wait 5 s): %v", len(out), view(out[0]))
+	}
+	for _, e := range []tracer.Event{
+		ev(3, 2_500_050, tracer.HookTx, nsOv1, 4, false),
+		ev(1, 3*sec+20, tracer.HookDrop, nsOv1, 4, false),
+	} {
+		c.Add(&e)
+	}
+	c.Expire(at(3*sec+200_000), emit)
+	if len(out) != 1 || out[0].ID != 1 || out[0].Verdict != Dropped {
+		t.Fatalf("after the drop: %d packets %+v, want packet 1 dropped", len(out), out)
+	}
+	s := out[0].Steps
+	if len(s) != 4 || s[2].Dir != DirNeigh || s[2].NextHop.String() != "10.0.1.4" || s[2].Ifname != "vxlan0" {
+		t.Errorf("packet 1 steps %v (neigh step %+v): want tx, rx, neigh for 10.0.1.4 at vxlan0, drop", view(out[0]), s[2])
+	}
+	out = nil
+	// Packet 3 went on when its neighbour resolved: back under Timeout.
+	c.Expire(at(4*sec), emit)
+	if len(out) != 1 || out[0].ID != 3 {
+		t.Fatalf("at 4 s: %+v, want packet 3 (last seen at 2.5 s, timeout 1 s)", out)
+	}
+	out = nil
+	c.Expire(at(5*sec), emit)
+	if len(out) != 0 {
+		t.Fatalf("packet 2 emitted before its neighbour wait ended: %+v", out)
+	}
+	c.Expire(at(5*sec+100), emit)
+	if len(out) != 1 || out[0].ID != 2 || out[0].Verdict != Vanished {
+		t.Fatalf("after the neighbour wait: %+v, want packet 2 vanished", out)
 	}
 }

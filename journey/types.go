@@ -4,6 +4,8 @@
 package journey
 
 import (
+	"net/netip"
+
 	"github.com/vxtrace/vxtrace/topo"
 	"github.com/vxtrace/vxtrace/tracer"
 )
@@ -27,10 +29,13 @@ type Step struct {
 	Kind    topo.Kind
 	NetNS   uint32
 	Ifindex uint32
-	Dir     string // tracer.Hook.String(): rx, tx, drop, consume, fwd, tc_in, tc_out
+	Dir     string // tracer.Hook.String(): rx, tx, drop, consume, fwd, tc_in, tc_out, neigh
 	Encap   bool
 	VNI     uint32
 	Len     uint32
+	// NextHop: Dir "neigh", the address whose link-layer address the
+	// packet waits for (IPv4; invalid for IPv6).
+	NextHop netip.Addr
 	// Derived marks a step the correlator inferred rather than saw: a
 	// bridge forwards without a tracepoint on its own device, so its hop is
 	// filled in between a port's rx and the next tx (Dir "fwd").

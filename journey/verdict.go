@@ -11,6 +11,7 @@ const (
 	DirFwd     = "fwd"
 	DirTCIn    = "tc_in"
 	DirTCOut   = "tc_out"
+	DirNeigh   = "neigh"
 )
 
 // inbound and outbound treat a TC sighting like the tracepoint next to it:

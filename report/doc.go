@@ -151,6 +151,9 @@ type Event struct {
 	VNI     *uint32 `json:"vni,omitempty"`
 	Len     uint32  `json:"len"`
 	Derived bool    `json:"derived,omitempty"`
+	// NextHop: dir "neigh", the IPv4 address whose link-layer address the
+	// packet waits for.
+	NextHop string `json:"next_hop,omitempty"`
 }
 
 // Drop says where and why the kernel dropped the packet.
@@ -221,6 +224,8 @@ func What(dir string) string {
 		return "seen at tc ingress"
 	case journey.DirTCOut:
 		return "seen at tc egress"
+	case journey.DirNeigh:
+		return "waiting for the next hop's address"
 	}
 	return dir
 }
@@ -394,6 +399,9 @@ func fillFromJourney(p *journey.Packet, out *Packet, all bool) {
 			Encap:   s.Encap,
 			Len:     s.Len,
 			Derived: s.Derived,
+		}
+		if s.NextHop.IsValid() {
+			e.NextHop = s.NextHop.String()
 		}
 		if s.Encap {
 			f.vnis[n] = s.VNI

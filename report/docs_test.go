@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vxtrace/vxtrace/journey"
 	"github.com/vxtrace/vxtrace/topo"
 )
 
@@ -84,6 +85,9 @@ func documentedPaths(t *testing.T) map[string]bool {
 func fullDoc(t *testing.T) *Doc {
 	d := sampleDoc(t, -1)
 	d.Hops = append(d.Hops, filled[topo.Hop]())
+	// A packet parked for ARP (no sample journey waits).
+	p := &d.Packets[0]
+	p.Events = append(p.Events, Event{Hop: 3, Ifname: "vxlan0", Dir: journey.DirNeigh, What: What(journey.DirNeigh), NextHop: "10.0.1.4"})
 	return d
 }
 

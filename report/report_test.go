@@ -387,7 +387,7 @@ func TestDuration(t *testing.T) {
 }
 
 func TestWhat(t *testing.T) {
-	for _, d := range []string{journey.DirRx, journey.DirTx, journey.DirDrop, journey.DirConsume, journey.DirFwd, journey.DirTCIn, journey.DirTCOut} {
+	for _, d := range []string{journey.DirRx, journey.DirTx, journey.DirDrop, journey.DirConsume, journey.DirFwd, journey.DirTCIn, journey.DirTCOut, journey.DirNeigh} {
 		if What(d) == d {
 			t.Errorf("What(%q) has no human form", d)
 		}
@@ -524,5 +524,26 @@ func TestFillForLineSameLine(t *testing.T) {
 	}
 	if !fewer {
 		t.Error("FillForLine kept every event of every packet: the test proves nothing")
+	}
+}
+
+// A packet parked for ARP says for which address, on its neigh line.
+func TestTextNeighWait(t *testing.T) {
+	d := sampleDoc(t, 0)
+	p := d.Packets[1]
+	p.Events = []Event{
+		{Hop: 0, Ifname: "eth0", NetNS: nsC1, Dir: journey.DirNeigh, Len: 84, NextHop: "10.0.1.4"},
+		{TNS: 3_000_000_000, Hop: 0, Ifname: "eth0", NetNS: nsC1, Dir: journey.DirDrop, Len: 84},
+	}
+	var buf bytes.Buffer
+	text := NewText(&buf, TextOptions{})
+	text.SetHops(d.Hops)
+	if err := text.Packet(&p); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"     +0ns  c1  eth0  neigh  84  awaiting ARP for 10.0.1.4\n", "  +3.000s  c1  eth0  drop   84\n"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("no line %q in\n%s", want, buf.String())
+		}
 	}
 }

@@ -312,6 +312,15 @@ func (t *Text) Packet(p *Packet) error {
 		if e.Derived {
 			extra = append(extra, "(inferred)")
 		}
+		if e.Dir == journey.DirNeigh {
+			// The wait is the news: ARP (or NDP) for this address had
+			// no answer yet, and the packet is held until it has.
+			if e.NextHop != "" {
+				extra = append(extra, "awaiting ARP for "+e.NextHop)
+			} else {
+				extra = append(extra, "awaiting the next hop's address")
+			}
+		}
 		r.extra = strings.Join(extra, " ")
 		rows[i] = r
 		for c, s := range r.cells {

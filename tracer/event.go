@@ -20,6 +20,9 @@ const (
 	HookTCIngress Hook = 5
 	HookTCEgress  Hook = 6
 	HookBrForward Hook = 7 // a bridge forwarded it (optional fentry/kprobe)
+	// HookNeigh: parked until the next hop's link-layer address resolves
+	// (neigh_event_send_done); Location holds that hop's IPv4 address.
+	HookNeigh Hook = 8
 )
 
 func (h Hook) String() string {
@@ -38,6 +41,8 @@ func (h Hook) String() string {
 		return "tc_out"
 	case HookBrForward:
 		return "fwd"
+	case HookNeigh:
+		return "neigh"
 	}
 	return fmt.Sprintf("hook%d", uint8(h))
 }
@@ -73,7 +78,7 @@ type Event struct {
 	Time     uint64 // CLOCK_MONOTONIC ns (bpf_ktime_get_ns)
 	Skb      uint64
 	FP       uint64 // fingerprint: the same packet has the same FP on every node
-	Location uint64 // drops: the kernel address that freed the skb
+	Location uint64 // drops: the kernel address that freed the skb; HookNeigh: see NextHop
 	NetNS    uint32
 	Ifindex  uint32
 	Len      uint32
@@ -88,6 +93,17 @@ type Event struct {
 
 // Encap reports whether the packet carried VXLAN outer headers at this hop.
 func (e *Event) Encap() bool { return e.Flags&FlagEncap != 0 }
+
+// NextHop is the address a HookNeigh event's packet waits to resolve: the
+// kernel writes the IPv4 address as it lies in memory, network order. It is
+// invalid for IPv6 next hops and other hooks.
+func (e *Event) NextHop() netip.Addr {
+	if e.Hook != HookNeigh || e.Location == 0 {
+		return netip.Addr{}
+	}
+	l := e.Location
+	return netip.AddrFrom4([4]byte{byte(l), byte(l >> 8), byte(l >> 16), byte(l >> 24)})
+}
 
 // EventSize is sizeof(struct vx_event): a record with the packet's headers.
 // EventHeadSize is a record without them (VX_EVENT_HEAD_LEN): the kernel

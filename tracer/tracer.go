@@ -182,6 +182,7 @@ func New(cfg Config) (_ *Tracer, err error) {
 		if err := t.attachTracepoints(); err != nil {
 			return nil, err
 		}
+		t.attachNeigh()
 		t.attachOptional()
 	}
 	if !cfg.NoTC {
@@ -322,6 +323,33 @@ func closePrograms(progs ...*ebpf.Program) {
 		if prog != nil {
 			prog.Close()
 		}
+	}
+}
+
+// attachNeigh attaches the program that sees packets parked while the next
+// hop's link-layer address resolves (a wait of seconds when ARP gets no
+// answer, which would otherwise end their journeys as vanished before their
+// drop). Each program kind loads on its own: a kernel without this
+// tracepoint costs a notice, not the other tracepoints or the trace.
+func (t *Tracer) attachNeigh() {
+	const tp = "neigh_event_send_done"
+	raw := t.feat.Tracepoints == "raw_tp"
+	name := "tp_" + tp
+	if raw {
+		name = "raw_" + tp
+	}
+	prog, err := t.loadOne(name)
+	if err == nil {
+		if raw {
+			err = t.attachRaw([]string{tp}, prog)
+		} else {
+			err = t.attachTracing(prog)
+		}
+		prog.Close()
+	}
+	if err != nil {
+		t.feat.notice("packets waiting for ARP/NDP not shown (%s): a wait longer than --timeout ends as vanished, its drop reported apart",
+			shortErr(err))
 	}
 }
 

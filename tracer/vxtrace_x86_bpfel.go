@@ -273,37 +273,39 @@ type vxtraceVxTrackSet struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	vxtraceMapBatches             = "batches"
-	vxtraceMapDropStats           = "drop_stats"
-	vxtraceMapEvents              = "events"
-	vxtraceMapHopSlots            = "hop_slots"
-	vxtraceMapHopStats            = "hop_stats"
-	vxtraceMapNetnsFilter         = "netns_filter"
-	vxtraceMapScratchMap          = "scratch_map"
-	vxtraceMapState               = "state"
-	vxtraceMapStats               = "stats"
-	vxtraceMapTcHops              = "tc_hops"
-	vxtraceMapTcSlots             = "tc_slots"
-	vxtraceMapTracked             = "tracked"
-	vxtraceProgFentryBrForward    = "fentry_br_forward"
-	vxtraceProgFlushBatch         = "flush_batch"
-	vxtraceProgKprobeBrForward    = "kprobe_br_forward"
-	vxtraceProgRawConsumeSkb      = "raw_consume_skb"
-	vxtraceProgRawKfreeSkb        = "raw_kfree_skb"
-	vxtraceProgRawNetDevStartXmit = "raw_net_dev_start_xmit"
-	vxtraceProgRawNetifReceiveSkb = "raw_netif_receive_skb"
-	vxtraceProgTcEgress           = "tc_egress"
-	vxtraceProgTcIngress          = "tc_ingress"
-	vxtraceProgTpConsumeSkb       = "tp_consume_skb"
-	vxtraceProgTpKfreeSkb         = "tp_kfree_skb"
-	vxtraceProgTpNetDevStartXmit  = "tp_net_dev_start_xmit"
-	vxtraceProgTpNetifReceiveSkb  = "tp_netif_receive_skb"
-	vxtraceVarCfg                 = "cfg"
-	vxtraceVarUnusedBatch         = "unused_batch"
-	vxtraceVarUnusedEvent         = "unused_event"
-	vxtraceVarUnusedFlags         = "unused_flags"
-	vxtraceVarUnusedSlot          = "unused_slot"
-	vxtraceVarUnusedState         = "unused_state"
+	vxtraceMapBatches                = "batches"
+	vxtraceMapDropStats              = "drop_stats"
+	vxtraceMapEvents                 = "events"
+	vxtraceMapHopSlots               = "hop_slots"
+	vxtraceMapHopStats               = "hop_stats"
+	vxtraceMapNetnsFilter            = "netns_filter"
+	vxtraceMapScratchMap             = "scratch_map"
+	vxtraceMapState                  = "state"
+	vxtraceMapStats                  = "stats"
+	vxtraceMapTcHops                 = "tc_hops"
+	vxtraceMapTcSlots                = "tc_slots"
+	vxtraceMapTracked                = "tracked"
+	vxtraceProgFentryBrForward       = "fentry_br_forward"
+	vxtraceProgFlushBatch            = "flush_batch"
+	vxtraceProgKprobeBrForward       = "kprobe_br_forward"
+	vxtraceProgRawConsumeSkb         = "raw_consume_skb"
+	vxtraceProgRawKfreeSkb           = "raw_kfree_skb"
+	vxtraceProgRawNeighEventSendDone = "raw_neigh_event_send_done"
+	vxtraceProgRawNetDevStartXmit    = "raw_net_dev_start_xmit"
+	vxtraceProgRawNetifReceiveSkb    = "raw_netif_receive_skb"
+	vxtraceProgTcEgress              = "tc_egress"
+	vxtraceProgTcIngress             = "tc_ingress"
+	vxtraceProgTpConsumeSkb          = "tp_consume_skb"
+	vxtraceProgTpKfreeSkb            = "tp_kfree_skb"
+	vxtraceProgTpNeighEventSendDone  = "tp_neigh_event_send_done"
+	vxtraceProgTpNetDevStartXmit     = "tp_net_dev_start_xmit"
+	vxtraceProgTpNetifReceiveSkb     = "tp_netif_receive_skb"
+	vxtraceVarCfg                    = "cfg"
+	vxtraceVarUnusedBatch            = "unused_batch"
+	vxtraceVarUnusedEvent            = "unused_event"
+	vxtraceVarUnusedFlags            = "unused_flags"
+	vxtraceVarUnusedSlot             = "unused_slot"
+	vxtraceVarUnusedState            = "unused_state"
 )
 
 // loadVxtrace returns the embedded CollectionSpec for vxtrace.
@@ -348,19 +350,21 @@ type vxtraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vxtraceProgramSpecs struct {
-	FentryBrForward    *ebpf.ProgramSpec `ebpf:"fentry_br_forward"`
-	FlushBatch         *ebpf.ProgramSpec `ebpf:"flush_batch"`
-	KprobeBrForward    *ebpf.ProgramSpec `ebpf:"kprobe_br_forward"`
-	RawConsumeSkb      *ebpf.ProgramSpec `ebpf:"raw_consume_skb"`
-	RawKfreeSkb        *ebpf.ProgramSpec `ebpf:"raw_kfree_skb"`
-	RawNetDevStartXmit *ebpf.ProgramSpec `ebpf:"raw_net_dev_start_xmit"`
-	RawNetifReceiveSkb *ebpf.ProgramSpec `ebpf:"raw_netif_receive_skb"`
-	TcEgress           *ebpf.ProgramSpec `ebpf:"tc_egress"`
-	TcIngress          *ebpf.ProgramSpec `ebpf:"tc_ingress"`
-	TpConsumeSkb       *ebpf.ProgramSpec `ebpf:"tp_consume_skb"`
-	TpKfreeSkb         *ebpf.ProgramSpec `ebpf:"tp_kfree_skb"`
-	TpNetDevStartXmit  *ebpf.ProgramSpec `ebpf:"tp_net_dev_start_xmit"`
-	TpNetifReceiveSkb  *ebpf.ProgramSpec `ebpf:"tp_netif_receive_skb"`
+	FentryBrForward       *ebpf.ProgramSpec `ebpf:"fentry_br_forward"`
+	FlushBatch            *ebpf.ProgramSpec `ebpf:"flush_batch"`
+	KprobeBrForward       *ebpf.ProgramSpec `ebpf:"kprobe_br_forward"`
+	RawConsumeSkb         *ebpf.ProgramSpec `ebpf:"raw_consume_skb"`
+	RawKfreeSkb           *ebpf.ProgramSpec `ebpf:"raw_kfree_skb"`
+	RawNeighEventSendDone *ebpf.ProgramSpec `ebpf:"raw_neigh_event_send_done"`
+	RawNetDevStartXmit    *ebpf.ProgramSpec `ebpf:"raw_net_dev_start_xmit"`
+	RawNetifReceiveSkb    *ebpf.ProgramSpec `ebpf:"raw_netif_receive_skb"`
+	TcEgress              *ebpf.ProgramSpec `ebpf:"tc_egress"`
+	TcIngress             *ebpf.ProgramSpec `ebpf:"tc_ingress"`
+	TpConsumeSkb          *ebpf.ProgramSpec `ebpf:"tp_consume_skb"`
+	TpKfreeSkb            *ebpf.ProgramSpec `ebpf:"tp_kfree_skb"`
+	TpNeighEventSendDone  *ebpf.ProgramSpec `ebpf:"tp_neigh_event_send_done"`
+	TpNetDevStartXmit     *ebpf.ProgramSpec `ebpf:"tp_net_dev_start_xmit"`
+	TpNetifReceiveSkb     *ebpf.ProgramSpec `ebpf:"tp_netif_receive_skb"`
 }
 
 // vxtraceMapSpecs contains maps before they are loaded into the kernel.
@@ -460,19 +464,21 @@ type vxtraceVariables struct {
 //
 // It can be passed to loadVxtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vxtracePrograms struct {
-	FentryBrForward    *ebpf.Program `ebpf:"fentry_br_forward"`
-	FlushBatch         *ebpf.Program `ebpf:"flush_batch"`
-	KprobeBrForward    *ebpf.Program `ebpf:"kprobe_br_forward"`
-	RawConsumeSkb      *ebpf.Program `ebpf:"raw_consume_skb"`
-	RawKfreeSkb        *ebpf.Program `ebpf:"raw_kfree_skb"`
-	RawNetDevStartXmit *ebpf.Program `ebpf:"raw_net_dev_start_xmit"`
-	RawNetifReceiveSkb *ebpf.Program `ebpf:"raw_netif_receive_skb"`
-	TcEgress           *ebpf.Program `ebpf:"tc_egress"`
-	TcIngress          *ebpf.Program `ebpf:"tc_ingress"`
-	TpConsumeSkb       *ebpf.Program `ebpf:"tp_consume_skb"`
-	TpKfreeSkb         *ebpf.Program `ebpf:"tp_kfree_skb"`
-	TpNetDevStartXmit  *ebpf.Program `ebpf:"tp_net_dev_start_xmit"`
-	TpNetifReceiveSkb  *ebpf.Program `ebpf:"tp_netif_receive_skb"`
+	FentryBrForward       *ebpf.Program `ebpf:"fentry_br_forward"`
+	FlushBatch            *ebpf.Program `ebpf:"flush_batch"`
+	KprobeBrForward       *ebpf.Program `ebpf:"kprobe_br_forward"`
+	RawConsumeSkb         *ebpf.Program `ebpf:"raw_consume_skb"`
+	RawKfreeSkb           *ebpf.Program `ebpf:"raw_kfree_skb"`
+	RawNeighEventSendDone *ebpf.Program `ebpf:"raw_neigh_event_send_done"`
+	RawNetDevStartXmit    *ebpf.Program `ebpf:"raw_net_dev_start_xmit"`
+	RawNetifReceiveSkb    *ebpf.Program `ebpf:"raw_netif_receive_skb"`
+	TcEgress              *ebpf.Program `ebpf:"tc_egress"`
+	TcIngress             *ebpf.Program `ebpf:"tc_ingress"`
+	TpConsumeSkb          *ebpf.Program `ebpf:"tp_consume_skb"`
+	TpKfreeSkb            *ebpf.Program `ebpf:"tp_kfree_skb"`
+	TpNeighEventSendDone  *ebpf.Program `ebpf:"tp_neigh_event_send_done"`
+	TpNetDevStartXmit     *ebpf.Program `ebpf:"tp_net_dev_start_xmit"`
+	TpNetifReceiveSkb     *ebpf.Program `ebpf:"tp_netif_receive_skb"`
 }
 
 func (p *vxtracePrograms) Close() error {
@@ -482,12 +488,14 @@ func (p *vxtracePrograms) Close() error {
 		p.KprobeBrForward,
 		p.RawConsumeSkb,
 		p.RawKfreeSkb,
+		p.RawNeighEventSendDone,
 		p.RawNetDevStartXmit,
 		p.RawNetifReceiveSkb,
 		p.TcEgress,
 		p.TcIngress,
 		p.TpConsumeSkb,
 		p.TpKfreeSkb,
+		p.TpNeighEventSendDone,
 		p.TpNetDevStartXmit,
 		p.TpNetifReceiveSkb,
 	)

@@ -4,6 +4,7 @@ import (
 	"go/parser"
 	"go/token"
 	"math"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -324,6 +325,18 @@ func TestDetailLines(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("detail lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// A packet parked for ARP says for which address in its journey.
+func TestDetailLinesNeighWait(t *testing.T) {
+	hops := dockerHops()
+	p := icmpDropped(hops, 3)
+	p.Steps[1].Dir = journey.DirNeigh
+	p.Steps[1].NextHop = netip.MustParseAddr("10.0.1.4")
+	got := strings.Join(detailLines(p, hops), "\n")
+	if !strings.Contains(got, "neigh   len 84 awaiting ARP for 10.0.1.4") {
+		t.Errorf("detail lacks the wait for ARP:\n%s", got)
 	}
 }
 

@@ -49,7 +49,7 @@ func (f *traceFlags) register(fs *flag.FlagSet) {
 	f.filterFlags.register(fs)
 	fs.IntVar(&f.count, "count", 0, "stop after this many packets have a verdict (0: no limit)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (0: no limit)")
-	fs.DurationVar(&f.timeout, "timeout", time.Second, "a packet unseen this long gets its verdict (vanished if nothing else)")
+	fs.DurationVar(&f.timeout, "timeout", time.Second, "a packet unseen this long gets its verdict (vanished if nothing else; one waiting for ARP: 5s, or this if longer)")
 	fs.StringVar(&f.jsonPath, "json", "", "write the whole trace as one JSON document to FILE at the end (- for stdout)")
 	fs.StringVar(&f.jsonlPath, "jsonl", "", "write one JSON object per packet to FILE as verdicts happen (- for stdout)")
 	fs.BoolVar(&f.failOnDrop, "fail-on-drop", false, "exit 1 if any traced packet was dropped")

@@ -33,7 +33,7 @@ func runTUI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var f filterFlags
 	fs := flag.NewFlagSet("tui", flag.ContinueOnError)
 	f.register(fs)
-	timeout := fs.Duration("timeout", time.Second, "a packet unseen this long gets its verdict")
+	timeout := fs.Duration("timeout", time.Second, "a packet unseen this long gets its verdict (one waiting for ARP: 5s, or this if longer)")
 	logFile := fs.String("log-file", "", "write logs to FILE (the screen never shows logs)")
 	if err := parseFlags(fs, args, tuiUsage); err != nil {
 		return err
