@@ -60,6 +60,61 @@ func (l *Lab) dockerFDB(on bool) error {
 	return nil
 }
 
+// dockerNeigh removes (on) or restores node 1's neighbour entry for
+// container 2 on Docker's vxlan0, and flushes c1's cache entry for it either
+// way, for the reasons the netns lab does (applyFault).
+func (l *Lab) dockerNeigh(on bool) error {
+	h, ns, err := handleAtPath(l.NSPath(RoleOV1))
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	defer h.Close()
+	vx, err := h.LinkByName(dockerVXLAN)
+	if err != nil {
+		return fmt.Errorf("finding Docker's %s in node 1's sandbox: %w", dockerVXLAN, err)
+	}
+	mac, err := net.ParseMAC(l.ContainerMAC(RoleC2))
+	if err != nil {
+		return fmt.Errorf("container 2's MAC %q: %w", l.ContainerMAC(RoleC2), err)
+	}
+	dst := net.ParseIP(l.ContainerIP(RoleC2))
+	if dst == nil {
+		return fmt.Errorf("container 2's IP %q is not an address", l.ContainerIP(RoleC2))
+	}
+	entry := &netlink.Neigh{
+		LinkIndex: vx.Attrs().Index, Family: unix.AF_INET,
+		State: netlink.NUD_PERMANENT, HardwareAddr: mac, IP: dst,
+	}
+	if on {
+		if err := h.NeighDel(entry); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("deleting neighbour entry %s: %w", dst, err)
+		}
+	} else if err := h.NeighSet(entry); err != nil {
+		return fmt.Errorf("restoring neighbour entry %s: %w", dst, err)
+	}
+
+	ch, cns, err := handleAtPath(l.NSPath(RoleC1))
+	if err != nil {
+		return err
+	}
+	defer cns.Close()
+	defer ch.Close()
+	cached, err := ch.NeighList(0, unix.AF_INET)
+	if err != nil {
+		return fmt.Errorf("listing container 1's neighbour entries: %w", err)
+	}
+	for _, e := range cached {
+		if !e.IP.Equal(dst) || e.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0 {
+			continue
+		}
+		if err := ch.NeighDel(&e); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("flushing container 1's neighbour entry %s: %w", dst, err)
+		}
+	}
+	return nil
+}
+
 // dockerVNI replaces Docker's vxlan0 in node 2's sandbox with one that uses
 // vni, keeping everything else: MAC, MTU, bridge port, FDB and neighbour
 // entries. It is created in the node namespace and moved, as Docker does,

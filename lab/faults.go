@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/cilium/ebpf/btf"
 )
 
 // Fault is a named breakage a lab can switch on and off.
@@ -16,6 +19,7 @@ const (
 	FaultNode2InputDrop Fault = "node2-input-drop-4789"
 	FaultUnderlayMTU    Fault = "underlay-mtu"
 	FaultMissingFDB     Fault = "missing-fdb"
+	FaultMissingNeigh   Fault = "missing-neigh"
 	FaultWrongVNI       Fault = "wrong-vni"
 	FaultNoListener     Fault = "no-listener"
 )
@@ -49,8 +53,9 @@ type HopRef struct {
 
 // FaultInfo says what a fault does and what vxtrace must report for the
 // probe packet it breaks. Reason names come from the kernel's enum
-// skb_drop_reason; codes are what this machine's kernel (6.18) uses and can
-// move between kernels, names do not. Location is the function kfree_skb
+// skb_drop_reason; ReasonCode is the running kernel's number for the name,
+// read from its BTF (0 without one): numbers move between kernels, even
+// between 6.18 builds, names do not. Location is the function kfree_skb
 // reports. Hop is the interface the packet was on when freed (skb->dev).
 type FaultInfo struct {
 	Fault       Fault             `json:"fault"`
@@ -59,7 +64,7 @@ type FaultInfo struct {
 	Probe       Probe             `json:"probe"`
 	Verdict     string            `json:"verdict"` // a journey.Verdict value
 	Reason      string            `json:"reason"`
-	ReasonCode  uint32            `json:"reason_code"`
+	ReasonCode  uint32            `json:"reason_code"` // filled by FaultTable
 	Location    string            `json:"location"`
 	Hop         map[Layout]HopRef `json:"hop"`
 	// Reply is traffic the fault makes come back, if any ("RST").
@@ -79,7 +84,7 @@ var faultTable = []FaultInfo{
 		Seed:        "000: top-of-rack switch silently dropping VXLAN",
 		Description: "the top-of-rack router sw drops forwarded UDP 4789 (iptables FORWARD DROP)",
 		Probe:       smallPing,
-		Verdict:     "dropped", Reason: "NETFILTER_DROP", ReasonCode: 12, Location: "nft_do_chain",
+		Verdict:     "dropped", Reason: "NETFILTER_DROP", Location: "nft_do_chain",
 		Hop: map[Layout]HopRef{
 			DockerLayout:  {RoleSW, SWPortN1},
 			FlannelLayout: {RoleSW, SWPortN1},
@@ -91,7 +96,7 @@ var faultTable = []FaultInfo{
 		Seed:        "001: node firewall without the 4789/udp rule",
 		Description: "node n2's firewall drops incoming UDP 4789 (iptables INPUT DROP)",
 		Probe:       smallPing,
-		Verdict:     "dropped", Reason: "NETFILTER_DROP", ReasonCode: 12, Location: "nft_do_chain",
+		Verdict:     "dropped", Reason: "NETFILTER_DROP", Location: "nft_do_chain",
 		Hop: map[Layout]HopRef{
 			DockerLayout:  {RoleN2, NodeNIC},
 			FlannelLayout: {RoleN2, NodeNIC},
@@ -108,34 +113,51 @@ var faultTable = []FaultInfo{
 		Seed:        "none: the classic overlay MTU black hole (LAB-NOTES)",
 		Description: fmt.Sprintf("sw's port towards n1 has MTU %d, so a 1450-byte overlay packet (1500 encapsulated) is dropped by the veth; small packets pass", FaultMTU),
 		Probe:       bigPing,
-		Verdict:     "dropped", Reason: "NOT_SPECIFIED", ReasonCode: 2, Location: "__dev_forward_skb2",
+		Verdict:     "dropped", Reason: "NOT_SPECIFIED", Location: "__dev_forward_skb2",
 		Hop: map[Layout]HopRef{
 			DockerLayout:  {RoleN1, NodeNIC},
 			FlannelLayout: {RoleN1, NodeNIC},
 		},
 	},
 	{
-		// seen: 113 NO_TX_TARGET vxlan_xmit dev=vxlan0 (ns ov1) /
+		// seen: NO_TX_TARGET (113 on 6.18.0, 114 on 6.18.44) vxlan_xmit dev=vxlan0 (ns ov1) /
 		// dev=vxlan100 (ns n1).
 		Fault:       FaultMissingFDB,
 		Seed:        "003: the remote endpoint's FDB entry was never programmed",
 		Description: "node n1's vxlan device has no FDB entry for the remote side (container MAC in docker-layout, remote vxlan100 MAC in flannel-layout)",
 		Probe:       smallPing,
-		Verdict:     "dropped", Reason: "NO_TX_TARGET", ReasonCode: 113, Location: "vxlan_xmit",
+		Verdict:     "dropped", Reason: "NO_TX_TARGET", Location: "vxlan_xmit",
 		Hop: map[Layout]HopRef{
 			DockerLayout:  {RoleOV1, dockerVXLAN},
 			FlannelLayout: {RoleN1, flannelVXLAN},
 		},
 	},
 	{
-		// seen: 110 VXLAN_VNI_NOT_FOUND vxlan_rcv dev=eth0 (ns n2): the
+		// seen: 58 NEIGH_FAILED neigh_invalidate dev=eth0 (ns c1) /
+		// dev=vxlan100 (ns n1), about 3 s after each echo, when the ARP
+		// probes run out. The echo waits in the ARP queue of whoever needs
+		// the answer: c1 itself in docker-layout, where vxlan0's proxy ARP
+		// has nothing to answer from, n1 in flannel-layout, routing to the
+		// remote vxlan100 address.
+		Fault:       FaultMissingNeigh,
+		Seed:        "003: the remote side's ARP entry was never programmed (Swarm gossip on 7946 blocked, 000/001)",
+		Description: "node n1's vxlan device has no neighbour entry for the remote side (container 2's IP in docker-layout, remote vxlan100's address in flannel-layout), so ARP for it goes unanswered",
+		Probe:       smallPing,
+		Verdict:     "dropped", Reason: "NEIGH_FAILED", Location: "neigh_invalidate",
+		Hop: map[Layout]HopRef{
+			DockerLayout:  {RoleC1, "eth0"},
+			FlannelLayout: {RoleN1, flannelVXLAN},
+		},
+	},
+	{
+		// seen: VXLAN_VNI_NOT_FOUND (110 on 6.18.0, 111 on 6.18.44) vxlan_rcv dev=eth0 (ns n2): the
 		// socket finds no device for the VNI, so the packet is still on
 		// the NIC it came in by.
 		Fault:       FaultWrongVNI,
 		Seed:        "003: the two nodes' vxlan devices disagree on the VNI",
 		Description: fmt.Sprintf("node n2's vxlan device uses VNI %d instead of %d", WrongVNI, VNI),
 		Probe:       smallPing,
-		Verdict:     "dropped", Reason: "VXLAN_VNI_NOT_FOUND", ReasonCode: 110, Location: "vxlan_rcv",
+		Verdict:     "dropped", Reason: "VXLAN_VNI_NOT_FOUND", Location: "vxlan_rcv",
 		Hop: map[Layout]HopRef{
 			DockerLayout:  {RoleN2, NodeNIC},
 			FlannelLayout: {RoleN2, NodeNIC},
@@ -148,7 +170,7 @@ var faultTable = []FaultInfo{
 		Seed:        "002: connection reset at handshake",
 		Description: fmt.Sprintf("nothing listens on TCP %d in c2: the SYN is dropped there and an RST answers", ListenPort),
 		Probe:       Probe{Kind: ProbeTCP, Port: ListenPort},
-		Verdict:     "dropped", Reason: "NO_SOCKET", ReasonCode: 3, Location: "tcp_v4_rcv",
+		Verdict:     "dropped", Reason: "NO_SOCKET", Location: "tcp_v4_rcv",
 		Hop: map[Layout]HopRef{
 			DockerLayout:  {RoleC2, "eth0"},
 			FlannelLayout: {RoleC2, "eth0"},
@@ -161,7 +183,9 @@ var faultTable = []FaultInfo{
 // find for each.
 func FaultTable() []FaultInfo {
 	out := slices.Clone(faultTable)
+	codes := reasonCodes()
 	for i := range out {
+		out[i].ReasonCode = codes[out[i].Reason]
 		m := make(map[Layout]HopRef, len(out[i].Hop))
 		for k, v := range out[i].Hop {
 			m[k] = v
@@ -170,6 +194,24 @@ func FaultTable() []FaultInfo {
 	}
 	return out
 }
+
+// reasonCodes is the running kernel's enum skb_drop_reason by name (without
+// the SKB_DROP_REASON_ prefix); empty when the kernel has no BTF for it.
+var reasonCodes = sync.OnceValue(func() map[string]uint32 {
+	m := map[string]uint32{}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return m
+	}
+	var e *btf.Enum
+	if err := spec.TypeByName("skb_drop_reason", &e); err != nil {
+		return m
+	}
+	for _, v := range e.Values {
+		m[strings.TrimPrefix(v.Name, "SKB_DROP_REASON_")] = uint32(v.Value)
+	}
+	return m
+})
 
 // LookupFault finds a fault by name.
 func LookupFault(name string) (FaultInfo, error) {
@@ -283,6 +325,24 @@ func (l *Lab) applyFault(ctx context.Context, f Fault, on bool) error {
 			return l.delFDB(ctx, RoleN1)
 		}
 		return l.addFDB(ctx, RoleN1)
+	case FaultMissingNeigh:
+		if l.st.Docker {
+			return l.dockerNeigh(on)
+		}
+		var err error
+		if on {
+			err = l.delNeigh(ctx, RoleN1)
+		} else {
+			err = l.addNeigh(ctx, RoleN1)
+		}
+		if err != nil || l.st.Layout != DockerLayout {
+			return err
+		}
+		// On, c1 would go on using the MAC it has cached and never ask
+		// vxlan0. Off, a resolution the fault left running still gives up
+		// when its probes run out, taking the pings sent after the restore
+		// with it; a fresh entry asks at once.
+		return l.flushPeerNeigh(ctx)
 	case FaultWrongVNI:
 		if l.st.Docker {
 			return l.dockerVNI(l.vniFor(RoleN2))

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vxtrace/vxtrace/tracer"
 )
 
 func needRoot(t *testing.T) {
@@ -300,6 +302,30 @@ func TestUpWithFaults(t *testing.T) {
 	}
 }
 
+// Rebuilding node 1's vxlan device must not bring back a neighbour entry
+// that missing-neigh took away, and switching the fault off afterwards must.
+func TestRebuildKeepsMissingNeigh(t *testing.T) {
+	needRoot(t)
+	for _, layout := range Layouts() {
+		t.Run(string(layout), func(t *testing.T) {
+			t.Parallel()
+			l := upLab(t, Config{Prefix: testPrefix("rn" + string(layout[0])), Layout: layout, Faults: []Fault{FaultMissingNeigh}})
+			if err := l.rebuildVTEP(ctxT(t), RoleN1); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Send(ctxT(t), smallPing); !errors.Is(err, ErrLoss) {
+				t.Errorf("ping with missing-neigh on after a rebuild: %v", err)
+			}
+			if err := l.SetFault(FaultMissingNeigh, false); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Send(ctxT(t), smallPing); err != nil {
+				t.Errorf("ping after switching missing-neigh off: %v", err)
+			}
+		})
+	}
+}
+
 func TestUpFailureLeavesNothing(t *testing.T) {
 	needRoot(t)
 	for i, step := range []string{"underlay", "overlay", "listener", "fault"} {
@@ -427,7 +453,18 @@ func TestFaultTable(t *testing.T) {
 			t.Errorf("LookupFault(%s) = %v, %v", fi.Fault, got.Fault, err)
 		}
 	}
-	for _, f := range []Fault{FaultSwitchDrop, FaultNode2InputDrop, FaultUnderlayMTU, FaultMissingFDB, FaultWrongVNI, FaultNoListener} {
+	// Codes are the running kernel's: the tracer, reading its BTF on its
+	// own, must give each code back the fault's reason name.
+	if names, err := tracer.NewNames(); err == nil && names.ReasonNames() {
+		for _, fi := range FaultTable() {
+			if got := names.DropReason(fi.ReasonCode); got != fi.Reason {
+				t.Errorf("%s: code %d is %s on this kernel, want %s", fi.Fault, fi.ReasonCode, got, fi.Reason)
+			}
+		}
+	} else {
+		t.Logf("no drop reason names on this kernel (%v): codes not checked", err)
+	}
+	for _, f := range []Fault{FaultSwitchDrop, FaultNode2InputDrop, FaultUnderlayMTU, FaultMissingFDB, FaultMissingNeigh, FaultWrongVNI, FaultNoListener} {
 		if !seen[f] {
 			t.Errorf("%s missing from the table", f)
 		}

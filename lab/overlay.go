@@ -103,10 +103,10 @@ func (l *Lab) buildDocker(ctx context.Context) error {
 // dockerVTEP (re)creates a node's vxlan0 the way Docker's overlay driver
 // does: born in the node namespace, where its UDP socket stays, then moved
 // into the sandbox and enslaved to br0. It honours the faults that shape
-// the device (wrong-vni, missing-fdb), so a fault can be toggled by
-// rebuilding.
+// the device (wrong-vni, missing-fdb, missing-neigh), so a fault can be
+// toggled by rebuilding.
 func (l *Lab) dockerVTEP(ctx context.Context, nr Role) error {
-	me, peer := l.sides(nr)
+	me, _ := l.sides(nr)
 	n, ov := NSName(l.st.Prefix, me.n), NSName(l.st.Prefix, me.ov)
 	vni := l.vniFor(nr)
 	if ip(ctx, ov, "link", "show", dockerVXLAN) == nil {
@@ -134,8 +134,10 @@ func (l *Lab) dockerVTEP(ctx context.Context, nr Role) error {
 			return err
 		}
 	}
-	if err := ip(ctx, ov, "neigh", "add", peer.cIP, "lladdr", peer.cMAC, "dev", dockerVXLAN, "nud", "permanent"); err != nil {
-		return fmt.Errorf("adding neighbour %s on %s/%s: %w", peer.cIP, ov, dockerVXLAN, err)
+	if !(nr == RoleN1 && l.faultOn(FaultMissingNeigh)) {
+		if err := l.addNeigh(ctx, nr); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -163,6 +165,46 @@ func (l *Lab) delFDB(ctx context.Context, nr Role) error {
 	ns, dev, mac, dst := l.fdbEntry(nr)
 	if err := bridgeCmd(ctx, ns, "fdb", "del", mac, "dev", dev, "dst", dst, "self"); err != nil {
 		return fmt.Errorf("deleting FDB entry %s -> %s on %s/%s: %w", mac, dst, ns, dev, err)
+	}
+	return nil
+}
+
+// neighEntry is the permanent neighbour entry a node's vxlan device holds
+// for the remote side: the remote container, which vxlan0 answers ARP for
+// (docker-layout), or the remote vxlan100's address, the next hop of the
+// route to the remote /24 (flannel-layout).
+func (l *Lab) neighEntry(nr Role) (ns, dev, addr, mac string) {
+	me, peer := l.sides(nr)
+	if l.st.Layout == DockerLayout {
+		return NSName(l.st.Prefix, me.ov), dockerVXLAN, peer.cIP, peer.cMAC
+	}
+	return NSName(l.st.Prefix, me.n), flannelVXLAN, peer.vtepAddr, peer.vtepMAC
+}
+
+// addNeigh replaces rather than adds: switching missing-neigh off finds the
+// entry flannel-layout's node made while it tried to resolve the address.
+func (l *Lab) addNeigh(ctx context.Context, nr Role) error {
+	ns, dev, addr, mac := l.neighEntry(nr)
+	if err := ip(ctx, ns, "neigh", "replace", addr, "lladdr", mac, "dev", dev, "nud", "permanent"); err != nil {
+		return fmt.Errorf("adding neighbour %s on %s/%s: %w", addr, ns, dev, err)
+	}
+	return nil
+}
+
+func (l *Lab) delNeigh(ctx context.Context, nr Role) error {
+	ns, dev, addr, _ := l.neighEntry(nr)
+	if err := ip(ctx, ns, "neigh", "del", addr, "dev", dev); err != nil {
+		return fmt.Errorf("deleting neighbour %s on %s/%s: %w", addr, ns, dev, err)
+	}
+	return nil
+}
+
+// flushPeerNeigh empties c1's neighbour cache for c2 (docker-layout, where
+// c1 resolves c2 itself), so that c1's next packet to c2 asks again.
+func (l *Lab) flushPeerNeigh(ctx context.Context) error {
+	c1, dst := l.NS(RoleC1), l.ContainerIP(RoleC2)
+	if err := ip(ctx, c1, "neigh", "flush", "to", dst, "dev", "eth0"); err != nil {
+		return fmt.Errorf("flushing neighbour %s in %s: %w", dst, c1, err)
 	}
 	return nil
 }
@@ -257,8 +299,10 @@ func (l *Lab) flannelVTEP(ctx context.Context, nr Role) error {
 	if err := ip(ctx, n, "route", "add", peer.subnet, "via", peer.vtepAddr, "dev", flannelVXLAN, "onlink"); err != nil {
 		return fmt.Errorf("routing %s via %s/%s: %w", peer.subnet, n, flannelVXLAN, err)
 	}
-	if err := ip(ctx, n, "neigh", "add", peer.vtepAddr, "lladdr", peer.vtepMAC, "dev", flannelVXLAN, "nud", "permanent"); err != nil {
-		return fmt.Errorf("adding neighbour %s on %s/%s: %w", peer.vtepAddr, n, flannelVXLAN, err)
+	if !(nr == RoleN1 && l.faultOn(FaultMissingNeigh)) {
+		if err := l.addNeigh(ctx, nr); err != nil {
+			return err
+		}
 	}
 	if !(nr == RoleN1 && l.faultOn(FaultMissingFDB)) {
 		if err := l.addFDB(ctx, nr); err != nil {

@@ -36,6 +36,7 @@ func TestDockerE2E(t *testing.T) {
 	t.Run("Node2InputDrop", func(t *testing.T) { testDockerNode2InputDrop(t, l) })
 	t.Run("NoListener", func(t *testing.T) { testDockerNoListener(t, l) })
 	t.Run("MissingFDB", func(t *testing.T) { testDockerOverlayFault(t, l, lab.FaultMissingFDB, lab.RoleC1) })
+	t.Run("MissingNeigh", func(t *testing.T) { testDockerOverlayFault(t, l, lab.FaultMissingNeigh, lab.RoleC1) })
 	t.Run("WrongVNI", func(t *testing.T) { testDockerOverlayFault(t, l, lab.FaultWrongVNI, lab.RoleC2) })
 	t.Run("Topology", func(t *testing.T) { testDockerTopology(t, l) })
 	t.Run("Errors", func(t *testing.T) { testDockerErrors(t, l) })

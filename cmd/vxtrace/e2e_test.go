@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vxtrace/vxtrace/internal/leakcheck"
+	"github.com/vxtrace/vxtrace/journey"
 	"github.com/vxtrace/vxtrace/lab"
 	"github.com/vxtrace/vxtrace/report"
 )
@@ -267,6 +268,17 @@ func TestE2EFaults(t *testing.T) {
 					}
 					if ns, ifn := hopName(run.doc, p.Drop.Hop); ns != exp.NS || ifn != exp.Ifname {
 						t.Errorf("drop hop %s/%s, want %s/%s\n%s", ns, ifn, exp.NS, exp.Ifname, run.stdout)
+					}
+					if fi.Fault == lab.FaultMissingNeigh {
+						// The packet waited for ARP where it was dropped,
+						// for an address: shown as a step before the drop.
+						waited := false
+						for _, e := range p.Events {
+							waited = waited || (e.Dir == journey.DirNeigh && e.Hop == p.Drop.Hop && e.NextHop != "")
+						}
+						if !waited {
+							t.Errorf("no neigh step with its next hop at the drop's hop\n%s", run.stdout)
+						}
 					}
 					t.Logf("verdict line: %s", verdictLine(run.stdout))
 					leakcheck.Check(t, before, labPaths(l)...)
