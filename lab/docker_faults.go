@@ -27,23 +27,37 @@ func handleAtPath(path string) (*netlink.Handle, netns.NsHandle, error) {
 	return h, ns, nil
 }
 
+// node1VXLAN opens Docker's vxlan0 in node 1's sandbox, where the FDB and
+// neighbour faults take out what it knows of container 2, and that
+// container's MAC. done releases the handle.
+func (l *Lab) node1VXLAN() (h *netlink.Handle, vx netlink.Link, c2MAC net.HardwareAddr, done func(), err error) {
+	h, ns, err := handleAtPath(l.NSPath(RoleOV1))
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	done = func() {
+		h.Close()
+		ns.Close()
+	}
+	if vx, err = h.LinkByName(dockerVXLAN); err != nil {
+		done()
+		return nil, nil, nil, nil, fmt.Errorf("finding Docker's %s in node 1's sandbox: %w", dockerVXLAN, err)
+	}
+	if c2MAC, err = net.ParseMAC(l.ContainerMAC(RoleC2)); err != nil {
+		done()
+		return nil, nil, nil, nil, fmt.Errorf("container 2's MAC %q: %w", l.ContainerMAC(RoleC2), err)
+	}
+	return h, vx, c2MAC, done, nil
+}
+
 // dockerFDB removes (on) or restores node 1's FDB entry for container 2's
 // MAC on Docker's vxlan0.
 func (l *Lab) dockerFDB(on bool) error {
-	h, ns, err := handleAtPath(l.NSPath(RoleOV1))
+	h, vx, mac, done, err := l.node1VXLAN()
 	if err != nil {
 		return err
 	}
-	defer ns.Close()
-	defer h.Close()
-	vx, err := h.LinkByName(dockerVXLAN)
-	if err != nil {
-		return fmt.Errorf("finding Docker's %s in node 1's sandbox: %w", dockerVXLAN, err)
-	}
-	mac, err := net.ParseMAC(l.ContainerMAC(RoleC2))
-	if err != nil {
-		return fmt.Errorf("container 2's MAC %q: %w", l.ContainerMAC(RoleC2), err)
-	}
+	defer done()
 	entry := &netlink.Neigh{
 		LinkIndex: vx.Attrs().Index, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF,
 		State: netlink.NUD_PERMANENT, HardwareAddr: mac, IP: net.ParseIP(l.VTEPIP(RoleN2)),
@@ -64,20 +78,11 @@ func (l *Lab) dockerFDB(on bool) error {
 // container 2 on Docker's vxlan0, and flushes c1's cache entry for it either
 // way, for the reasons the netns lab does (applyFault).
 func (l *Lab) dockerNeigh(on bool) error {
-	h, ns, err := handleAtPath(l.NSPath(RoleOV1))
+	h, vx, mac, done, err := l.node1VXLAN()
 	if err != nil {
 		return err
 	}
-	defer ns.Close()
-	defer h.Close()
-	vx, err := h.LinkByName(dockerVXLAN)
-	if err != nil {
-		return fmt.Errorf("finding Docker's %s in node 1's sandbox: %w", dockerVXLAN, err)
-	}
-	mac, err := net.ParseMAC(l.ContainerMAC(RoleC2))
-	if err != nil {
-		return fmt.Errorf("container 2's MAC %q: %w", l.ContainerMAC(RoleC2), err)
-	}
+	defer done()
 	dst := net.ParseIP(l.ContainerIP(RoleC2))
 	if dst == nil {
 		return fmt.Errorf("container 2's IP %q is not an address", l.ContainerIP(RoleC2))

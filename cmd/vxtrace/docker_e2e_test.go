@@ -302,7 +302,7 @@ func testDockerHealthy(t *testing.T, l *lab.Lab) {
 		if p.VNI == nil || *p.VNI != l.VNI() {
 			t.Errorf("VNI %v, want the network's %d", p.VNI, l.VNI())
 		}
-		if len(p.Events) == 0 || p.Events[0].Dir != "tx" || !hopIs(run.doc, p.Events[0].Hop, c1.ns, "eth0", topo.KindContainer) {
+		if first := firstCrossing(&p); first.Dir != "tx" || !hopIs(run.doc, first.Hop, c1.ns, "eth0", topo.KindContainer) {
 			t.Errorf("journey does not start with c1's eth0 sending it\n%s", run.stdout)
 		}
 		var encap bool
@@ -508,7 +508,7 @@ func testDockerNoListener(t *testing.T, l *lab.Lab) {
 	if rst.Inner.Src != c2.ip {
 		t.Errorf("RST from %s, want c2 %s", rst.Inner.Src, c2.ip)
 	}
-	if len(rst.Events) == 0 || rst.Events[0].Dir != "tx" || !hopIs(run.doc, rst.Events[0].Hop, c2.ns, "eth0", topo.KindContainer) {
+	if first := firstCrossing(rst); first.Dir != "tx" || !hopIs(run.doc, first.Hop, c2.ns, "eth0", topo.KindContainer) {
 		t.Errorf("RST not first seen sent by c2's %s/eth0\n%s", c2.ns, run.stdout)
 	}
 	if rst.Verdict != "left_node" || !hopIs(run.doc, rst.LastHop, c2.node, lab.NodeNIC, topo.KindNIC) {
@@ -840,10 +840,11 @@ func testDockerContainerRestarts(t *testing.T, l *lab.Lab) {
 	// namespace the old one's inode.
 	var senders []*topo.Hop
 	for _, p := range run.doc.Packets {
-		if len(p.Events) == 0 || p.Events[0].Dir != "tx" {
+		first := firstCrossing(&p)
+		if first.Dir != "tx" {
 			continue
 		}
-		if h := hopOf(run.doc, p.Events[0].Hop); h != nil && h.Kind == topo.KindContainer {
+		if h := hopOf(run.doc, first.Hop); h != nil && h.Kind == topo.KindContainer {
 			senders = append(senders, h)
 			if p.Verdict != "left_node" {
 				t.Errorf("packet %s: verdict %s, want left_node", p.ID, p.Verdict)
