@@ -546,4 +546,10 @@ func TestTextNeighWait(t *testing.T) {
 			t.Errorf("no line %q in\n%s", want, buf.String())
 		}
 	}
+	// Still waiting when the journey ended: the verdict names the wait.
+	p.Events = p.Events[:1]
+	p.Verdict, p.Drop, p.LastHop = string(journey.Vanished), nil, 0
+	if got, want := text.VerdictLine(&p), "verdict: vanished (waiting for ARP for 10.0.1.4 at hop c1/eth0)"; got != want {
+		t.Errorf("verdict line %q, want %q", got, want)
+	}
 }

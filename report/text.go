@@ -268,6 +268,18 @@ func (t *Text) AppendVerdictLine(b []byte, p *Packet) []byte {
 		}
 	}
 	if journey.Verdict(p.Verdict) == journey.Vanished {
+		// Still parked when its wait ran out (ARP retries set longer
+		// than the correlator waits, or NDP): the wait is the lead.
+		if last != nil && last.Dir == journey.DirNeigh {
+			b = append(b, " (waiting for ARP"...)
+			if last.NextHop != "" {
+				b = append(b, " for "...)
+				b = append(b, last.NextHop...)
+			}
+			b = append(b, " at hop "...)
+			b = t.appendHopLabel(b, last.Hop, last.NetNS, last.Ifname)
+			return append(b, ')')
+		}
 		b = append(b, " (last seen at hop "...)
 	} else {
 		b = append(b, " (hop "...)
