@@ -1,7 +1,6 @@
 package journey
 
 import (
-	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -261,7 +260,9 @@ func (c *Correlator) Add(ev *tracer.Event) {
 	default:
 		j.EventsOmitted++
 	}
-	c.touch(j, decide)
+	// Only a neigh event parks a journey, and only a parked one can leave
+	// the list because of it: no other event reads its last step for this.
+	c.touch(j, decide, ev.Hook == tracer.HookNeigh || j.list == &c.parked)
 }
 
 // mayDecide says whether a step of hook h at a hop where (whereOf its
@@ -292,8 +293,8 @@ type step struct {
 	vni     uint32
 	hook    tracer.Hook
 	encap   bool
-	where   uint8  // atContainer, atNIC: what Decide asks of the hop's kind
-	nh      uint32 // HookNeigh: tracer.Event.Location (in the padding)
+	where   uint8   // atContainer, atNIC: what Decide asks of the hop's kind
+	nh      [4]byte // HookNeigh: the next hop (in the padding)
 }
 
 const (
@@ -328,7 +329,7 @@ func (c *Correlator) addStep(j *journey, ev *tracer.Event) *step {
 		s.vni = ev.VNI
 	}
 	if ev.Hook == tracer.HookNeigh {
-		s.nh = uint32(ev.Location)
+		s.nh = tracer.NextHop4(ev.Location)
 	}
 	if ev.Hook != tracer.HookConsume {
 		j.notJustFrees = true
@@ -402,9 +403,7 @@ func (c *Correlator) stepsOf(j *journey) []Step {
 			Encap:   s.encap,
 			VNI:     s.vni,
 			Len:     s.len,
-		}
-		if s.hook == tracer.HookNeigh && s.nh != 0 {
-			o.NextHop = netip.AddrFrom4([4]byte{byte(s.nh), byte(s.nh >> 8), byte(s.nh >> 16), byte(s.nh >> 24)})
+			NextHop: s.nh,
 		}
 		if h := s.hop; h != nil {
 			o.HopID, o.Ifname, o.Kind = h.ID, h.Ifname, h.Kind
@@ -454,13 +453,13 @@ func (c *Correlator) unknownName(netns, ifindex uint32) string {
 }
 
 // touch moves j to the tail of the list its outcome puts it on; without
-// decide, of the open list (where a new journey starts), or of the parked
-// list while its latest step is a wait for a neighbour.
-func (c *Correlator) touch(j *journey, decide bool) {
+// decide, of the open list (where a new journey starts), or, with park, of
+// the parked list while its latest step is a wait for a neighbour.
+func (c *Correlator) touch(j *journey, decide, park bool) {
 	want := &c.open
 	if decide && settles(j.steps) {
 		want = &c.settled
-	} else if n := len(j.steps); n > 0 && j.steps[n-1].hook == tracer.HookNeigh {
+	} else if n := len(j.steps); park && n > 0 && j.steps[n-1].hook == tracer.HookNeigh {
 		want = &c.parked
 	}
 	if j.list != nil {

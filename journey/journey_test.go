@@ -910,7 +910,7 @@ func TestNeighWaitHoldsJourney(t *testing.T) {
 		t.Fatalf("after the drop: %d packets %+v, want packet 1 dropped", len(out), out)
 	}
 	s := out[0].Steps
-	if len(s) != 4 || s[2].Dir != DirNeigh || s[2].NextHop.String() != "10.0.1.4" || s[2].Ifname != "vxlan0" {
+	if len(s) != 4 || s[2].Dir != DirNeigh || s[2].NextHopAddr().String() != "10.0.1.4" || s[2].Ifname != "vxlan0" {
 		t.Errorf("packet 1 steps %v (neigh step %+v): want tx, rx, neigh for 10.0.1.4 at vxlan0, drop", view(out[0]), s[2])
 	}
 	out = nil
@@ -927,5 +927,14 @@ func TestNeighWaitHoldsJourney(t *testing.T) {
 	c.Expire(at(5*sec+100), emit)
 	if len(out) != 1 || out[0].ID != 2 || out[0].Verdict != Vanished {
 		t.Fatalf("after the neighbour wait: %+v, want packet 2 vanished", out)
+	}
+}
+
+// Every packet's steps are written out at emit, in a flood hundreds of
+// thousands a second: a field added to Step goes in its padding, or is
+// worth its bytes (the next hop as a netip.Addr made it 128).
+func TestStepSize(t *testing.T) {
+	if n := unsafe.Sizeof(Step{}); n > 96 {
+		t.Errorf("Step is %d bytes, was 96", n)
 	}
 }

@@ -31,15 +31,25 @@ type Step struct {
 	Ifindex uint32
 	Dir     string // tracer.Hook.String(): rx, tx, drop, consume, fwd, tc_in, tc_out, neigh
 	Encap   bool
-	VNI     uint32
-	Len     uint32
-	// NextHop: Dir "neigh", the address whose link-layer address the
-	// packet waits for (IPv4; invalid for IPv6).
-	NextHop netip.Addr
 	// Derived marks a step the correlator inferred rather than saw: a
 	// bridge forwards without a tracepoint on its own device, so its hop is
 	// filled in between a port's rx and the next tx (Dir "fwd").
 	Derived bool
+	VNI     uint32
+	Len     uint32
+	// NextHop: Dir "neigh", the IPv4 address whose link-layer address the
+	// packet waits for; zero for IPv6. Four bytes, not a netip.Addr, and
+	// after the two bools: in padding, a step stays 96 bytes, where an
+	// Addr made it 128, and every packet's steps are written at emit.
+	NextHop [4]byte
+}
+
+// NextHopAddr is NextHop as an address; invalid when there is none.
+func (s *Step) NextHopAddr() netip.Addr {
+	if s.NextHop == ([4]byte{}) {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom4(s.NextHop)
 }
 
 // Drop says where and why the kernel dropped a packet.

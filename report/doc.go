@@ -400,8 +400,8 @@ func fillFromJourney(p *journey.Packet, out *Packet, all bool) {
 			Len:     s.Len,
 			Derived: s.Derived,
 		}
-		if s.NextHop.IsValid() {
-			e.NextHop = s.NextHop.String()
+		if a := s.NextHopAddr(); a.IsValid() {
+			e.NextHop = a.String()
 		}
 		if s.Encap {
 			f.vnis[n] = s.VNI

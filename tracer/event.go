@@ -98,11 +98,17 @@ func (e *Event) Encap() bool { return e.Flags&FlagEncap != 0 }
 // kernel writes the IPv4 address as it lies in memory, network order. It is
 // invalid for IPv6 next hops and other hooks.
 func (e *Event) NextHop() netip.Addr {
-	if e.Hook != HookNeigh || e.Location == 0 {
+	a := NextHop4(e.Location)
+	if e.Hook != HookNeigh || a == ([4]byte{}) {
 		return netip.Addr{}
 	}
-	l := e.Location
-	return netip.AddrFrom4([4]byte{byte(l), byte(l >> 8), byte(l >> 16), byte(l >> 24)})
+	return netip.AddrFrom4(a)
+}
+
+// NextHop4 is the IPv4 next hop a HookNeigh event's Location holds, as
+// bytes: for whoever keeps it in less room than a netip.Addr.
+func NextHop4(loc uint64) [4]byte {
+	return [4]byte{byte(loc), byte(loc >> 8), byte(loc >> 16), byte(loc >> 24)}
 }
 
 // EventSize is sizeof(struct vx_event): a record with the packet's headers.

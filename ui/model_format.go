@@ -255,8 +255,8 @@ func detailLines(p *journey.Packet, hops []topo.Hop) []string {
 			// No probe saw it here; the correlator filled the hop in.
 			extra = strings.TrimSpace(extra + " (inferred)")
 		}
-		if s.NextHop.IsValid() {
-			extra = strings.TrimSpace(extra + " awaiting ARP for " + s.NextHop.String())
+		if a := s.NextHopAddr(); a.IsValid() {
+			extra = strings.TrimSpace(extra + " awaiting ARP for " + a.String())
 		}
 		add("  %3d  %-10s %-10s %-22s %-14s %-7s %s", i+1, "+"+span(s.Time), delta,
 			x.stepLabel(s), x.nsName(s.NetNS), s.Dir, extra)

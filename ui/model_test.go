@@ -333,7 +333,7 @@ func TestDetailLinesNeighWait(t *testing.T) {
 	hops := dockerHops()
 	p := icmpDropped(hops, 3)
 	p.Steps[1].Dir = journey.DirNeigh
-	p.Steps[1].NextHop = netip.MustParseAddr("10.0.1.4")
+	p.Steps[1].NextHop = netip.MustParseAddr("10.0.1.4").As4()
 	got := strings.Join(detailLines(p, hops), "\n")
 	if !strings.Contains(got, "neigh   len 84 awaiting ARP for 10.0.1.4") {
 		t.Errorf("detail lacks the wait for ARP:\n%s", got)
